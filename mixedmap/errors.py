@@ -1,0 +1,92 @@
+"""The error hierarchy.
+
+Every error names its culprit (arch, plugin, address, value) because users of a model
+mostly debug their own input; a kernel ``BUG_ON`` becomes :class:`VMBug`, an errno result a
+:class:`KernelErrno` subclass carrying the errno, so tests can assert the kernel's outcome.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+
+class MixedmapError(Exception):
+    """Base of every error mixedmap raises on purpose."""
+
+
+class PluginError(MixedmapError):
+    """An arch plugin could not be loaded, validated or found."""
+
+
+class ArchSpecError(PluginError):
+    """An arch plugin's ArchSpec is inconsistent (geometry, bits, capabilities)."""
+
+
+class UnknownArchError(PluginError):
+    """The requested arch is not installed (or was disabled)."""
+
+
+class UnsupportedOperation(MixedmapError):
+    """The arch or kernel profile lacks what the operation needs (e.g. no special bit)."""
+
+
+class ProfileError(MixedmapError):
+    """Unknown kernel profile, or an arch mode that does not exist in that profile."""
+
+
+class AddressError(MixedmapError, ValueError):
+    """A virtual or physical address, PFN or size that the arch cannot accept."""
+
+
+class PageTableError(MixedmapError):
+    """A page-table operation that conflicts with the tables' current state."""
+
+
+class OutOfMemory(MixedmapError):
+    """The simulated machine has no free RAM frame left for the request."""
+
+
+class VMBug(MixedmapError):
+    """A kernel ``BUG_ON`` condition: the caller broke a precondition the kernel asserts."""
+
+
+class KernelErrno(MixedmapError):
+    """A kernel function returned ``-errno``; ``errno`` holds the positive value."""
+
+    errno: int = 0
+
+    @property
+    def errname(self) -> str:
+        return _errno.errorcode.get(self.errno, str(self.errno))
+
+
+class EFAULT(KernelErrno):
+    errno = _errno.EFAULT
+
+
+class EBUSY(KernelErrno):
+    errno = _errno.EBUSY
+
+
+class EINVAL(KernelErrno):
+    errno = _errno.EINVAL
+
+
+class ENOMEM(KernelErrno):
+    errno = _errno.ENOMEM
+
+
+class ERANGE(KernelErrno):
+    errno = _errno.ERANGE
+
+
+class ENOENT(KernelErrno):
+    errno = _errno.ENOENT
+
+
+class EPERM(KernelErrno):
+    errno = _errno.EPERM
+
+
+class ENOSPC(KernelErrno):
+    errno = _errno.ENOSPC

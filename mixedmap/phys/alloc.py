@@ -1,0 +1,105 @@
+"""The RAM frame allocator (a model of the buddy allocator's interface, not its internals).
+
+A bitmap over RAM frames answers "is this frame free" for batches; a cursor keeps single
+allocations O(1) amortised. Double free and freeing a frame outside RAM are caught here,
+because a refcount model that silently frees twice would hide exactly the bugs users hunt.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mixedmap.errors import AddressError, OutOfMemory, VMBug
+
+
+class FrameAllocator:
+    """Hands out frames (in units of the arch's base page) from [start_pfn, end_pfn)."""
+
+    def __init__(self, start_pfn: int, end_pfn: int) -> None:
+        if end_pfn <= start_pfn:
+            raise AddressError(f"empty RAM range [{start_pfn:#x}, {end_pfn:#x})")
+        self.start_pfn = start_pfn
+        self.end_pfn = end_pfn
+        self._used = np.zeros(end_pfn - start_pfn, dtype=np.bool_)
+        self._cursor = 0
+        self._nr_used = 0
+
+    @property
+    def nr_frames(self) -> int:
+        return self.end_pfn - self.start_pfn
+
+    @property
+    def nr_free(self) -> int:
+        return self.nr_frames - self._nr_used
+
+    def is_used(self, pfns: NDArray[np.uint64]) -> NDArray[np.bool_]:
+        rel = self._rel(pfns)
+        return self._used[rel]
+
+    def alloc(self, count: int = 1) -> NDArray[np.uint64]:
+        """``count`` free frames (not necessarily contiguous), lowest after the cursor."""
+        if count <= 0:
+            raise ValueError(f"count must be positive, got {count}")
+        if count > self.nr_free:
+            raise OutOfMemory(f"need {count} frames, {self.nr_free} free of {self.nr_frames}")
+        found: list[NDArray[np.int64]] = []
+        need = count
+        for lo, hi in ((self._cursor, self.nr_frames), (0, self._cursor)):
+            if need == 0:
+                break
+            free = np.flatnonzero(~self._used[lo:hi])[:need] + lo
+            found.append(free)
+            need -= free.size
+        rel = np.concatenate(found)
+        self._used[rel] = True
+        self._nr_used += count
+        self._cursor = int(rel[-1]) + 1 if int(rel[-1]) + 1 < self.nr_frames else 0
+        return (rel + self.start_pfn).astype(np.uint64)
+
+    def alloc_contig(self, count: int, align: int = 1) -> int:
+        """First pfn of ``count`` contiguous free frames aligned to ``align`` frames."""
+        if count <= 0 or align <= 0 or align & (align - 1):
+            raise ValueError(f"bad contiguous request count={count} align={align}")
+        first = (-self.start_pfn) % align
+        span = self.nr_frames - first
+        blocks = span // max(count, align) if count <= align else span // align
+        if count <= align:
+            view = self._used[first : first + blocks * align].reshape(blocks, align)[:, :count]
+            free = np.flatnonzero(~view.any(axis=1))
+            if free.size:
+                rel = first + int(free[0]) * align
+                return self._take(rel, count)
+        else:
+            starts = np.arange(first, self.nr_frames - count + 1, align)
+            csum = np.concatenate([[0], np.cumsum(self._used, dtype=np.int64)])
+            ok = np.flatnonzero(csum[starts + count] - csum[starts] == 0)
+            if ok.size:
+                return self._take(int(starts[ok[0]]), count)
+        raise OutOfMemory(f"no {count} contiguous free frames aligned to {align}")
+
+    def _take(self, rel: int, count: int) -> int:
+        self._used[rel : rel + count] = True
+        self._nr_used += count
+        return rel + self.start_pfn
+
+    def free(self, pfns: NDArray[np.uint64] | int) -> None:
+        """Return frames; freeing a free frame is a kernel bug (``bad_page``)."""
+        arr = np.atleast_1d(np.asarray(pfns, dtype=np.uint64))
+        rel = self._rel(arr)
+        if np.unique(rel).size != rel.size:
+            raise VMBug("free: the same frame appears twice in one free")
+        bad = ~self._used[rel]
+        if bad.any():
+            raise VMBug(f"free: frame {int(arr[bad][0]):#x} is not allocated (double free)")
+        self._used[rel] = False
+        self._nr_used -= rel.size
+
+    def _rel(self, pfns: NDArray[np.uint64]) -> NDArray[np.int64]:
+        arr = np.atleast_1d(np.asarray(pfns, dtype=np.uint64))
+        out = (arr >= self.start_pfn) & (arr < self.end_pfn)
+        if not out.all():
+            raise AddressError(
+                f"pfn {int(arr[~out][0]):#x} is outside RAM [{self.start_pfn:#x}, {self.end_pfn:#x})"
+            )
+        return (arr - np.uint64(self.start_pfn)).astype(np.int64)

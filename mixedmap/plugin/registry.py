@@ -1,0 +1,191 @@
+"""Arch name -> binding, with each arch's primitive hooks resolved exactly once.
+
+``pm.hook.mixedmap_pte_special(...)`` would broadcast to every arch and answer with whichever
+registered last; the registry instead builds one ``subset_hook_caller`` per arch that removes
+the other arch plugins (non-arch plugins such as tracing wrappers stay in), and mm code calls
+those per batch. One dispatch per batch keeps pluggy's cost invisible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+import pluggy
+from numpy.typing import NDArray
+
+from mixedmap.arch import ArchMode, ArchSpec, PageTableFormat, Support
+from mixedmap.errors import PluginError, UnknownArchError, UnsupportedOperation
+from mixedmap.phys.memmap import MemMap
+from mixedmap.plugin.manager import (
+    PRIMITIVES,
+    LoadedArch,
+    PluginLoadReport,
+    disabled_from_env,
+    load_arch_plugins,
+    new_plugin_manager,
+)
+from mixedmap.profiles import get_profile
+
+
+def _checked(arr: Any, n: int, dtype: type, hook: str, where: str) -> Any:
+    if not isinstance(arr, np.ndarray) or arr.shape != (n,) or arr.dtype != dtype:
+        got = f"{type(arr).__name__} {getattr(arr, 'dtype', '')} {getattr(arr, 'shape', '')}"
+        raise PluginError(
+            f"{where}: {hook} returned {got}, expected a {np.dtype(dtype)} array of shape ({n},)"
+        )
+    return arr
+
+
+@attrs.define(eq=False)
+class ArchBinding:
+    """One arch: its spec, where it came from, and its resolved primitive callers."""
+
+    spec: ArchSpec
+    report: PluginLoadReport
+    _callers: dict[str, pluggy.HookCaller]
+    xip_drivers: tuple[Any, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def mode(self, kernel: str | None = None, **options: object) -> BoundMode:
+        """The bound mode for a kernel profile and arch options."""
+        profile = get_profile(kernel).name
+        return BoundMode(arch=self, mode=self.spec.select(profile, options))
+
+    def pte_special(self, fmt: PageTableFormat, ptes: NDArray[np.uint64]) -> NDArray[np.bool_]:
+        res = self._callers["mixedmap_pte_special"](fmt=fmt, ptes=ptes)
+        return _checked(res, ptes.shape[0], np.bool_, "mixedmap_pte_special", self.report.where)  # type: ignore[no-any-return]
+
+    def pte_mkspecial(self, fmt: PageTableFormat, ptes: NDArray[np.uint64]) -> NDArray[np.uint64]:
+        res = self._callers["mixedmap_pte_mkspecial"](fmt=fmt, ptes=ptes)
+        return _checked(res, ptes.shape[0], np.uint64, "mixedmap_pte_mkspecial", self.report.where)  # type: ignore[no-any-return]
+
+    def pfn_valid(self, memmap: MemMap, pfns: NDArray[np.uint64]) -> NDArray[np.bool_]:
+        res = self._callers["mixedmap_pfn_valid"](memmap=memmap, pfns=pfns)
+        return _checked(res, pfns.shape[0], np.bool_, "mixedmap_pfn_valid", self.report.where)  # type: ignore[no-any-return]
+
+    @property
+    def implemented(self) -> tuple[str, ...]:
+        return tuple(n for n in PRIMITIVES if n in self._callers and self._callers[n].get_hookimpls())
+
+
+@attrs.define(eq=False)
+class BoundMode:
+    """An arch mode with its primitives bound to the format: what mm code talks to."""
+
+    arch: ArchBinding
+    mode: ArchMode
+
+    @property
+    def fmt(self) -> PageTableFormat:
+        return self.mode.fmt
+
+    @property
+    def has_special(self) -> bool:
+        """Scheme A (the bit decides) vs scheme B (pfn_valid / linearity decide)."""
+        return self.mode.fmt.special_mask is not None
+
+    def pte_special(self, ptes: NDArray[np.uint64]) -> NDArray[np.bool_]:
+        if not self.has_special:
+            return np.zeros(ptes.shape, dtype=np.bool_)
+        return self.arch.pte_special(self.mode.fmt, ptes)
+
+    def pte_mkspecial(self, ptes: NDArray[np.uint64]) -> NDArray[np.uint64]:
+        if not self.has_special:
+            raise UnsupportedOperation(
+                f"arch {self.arch.name} has no special PTE bit under kernel {self.mode.profile} "
+                f"(mode {self.mode.name}); the kernel takes the pfn_valid path instead"
+            )
+        return self.arch.pte_mkspecial(self.mode.fmt, ptes)
+
+
+class ArchRegistry:
+    """All installed arches of one plugin manager."""
+
+    def __init__(
+        self, pm: pluggy.PluginManager, loaded: Mapping[str, LoadedArch], reports: Iterable[PluginLoadReport]
+    ):
+        self._pm = pm
+        self.reports = tuple(reports)
+        arch_plugins = [la.plugin for la in loaded.values()]
+        self._bindings: dict[str, ArchBinding] = {}
+        self._aliases: dict[str, str] = {}
+        for name, la in loaded.items():
+            others = [p for p in arch_plugins if p is not la.plugin]
+            callers: dict[str, pluggy.HookCaller] = {}
+            for hook in PRIMITIVES:
+                callers[hook] = pm.subset_hook_caller(hook, remove_plugins=others)
+            drivers = tuple(
+                d
+                for impl in pm.hook.mixedmap_xip_drivers.get_hookimpls()
+                if impl.plugin is la.plugin
+                for d in impl.function()  # type: ignore[attr-defined]
+            )
+            self._bindings[name] = ArchBinding(
+                spec=la.spec, report=la.report, callers=callers, xip_drivers=drivers
+            )
+            for alias in la.spec.aliases:
+                self._aliases[alias] = name
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        disable: Iterable[str] | None = None,
+        extra: Iterable[tuple[str, object]] = (),
+        entry_points: bool = True,
+    ) -> ArchRegistry:
+        """Load installed arch plugins (minus ``disable``, default: $MIXEDMAP_DISABLE_PLUGINS)."""
+        pm = new_plugin_manager()
+        blocked = tuple(disabled_from_env() if disable is None else disable)
+        loaded, reports = load_arch_plugins(
+            pm, disable=blocked, extra=extra, entry_points=None if entry_points else []
+        )
+        return cls(pm, loaded, reports)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._bindings))
+
+    def __iter__(self) -> Iterator[ArchBinding]:
+        return iter(self._bindings[n] for n in self.names)
+
+    def bind(self, name: str) -> ArchBinding:
+        """The binding for ``name`` (or an alias); errors list what is installed."""
+        real = self._aliases.get(name, name)
+        if real in self._bindings:
+            return self._bindings[real]
+        for r in self.reports:
+            if r.error and (r.entry_point == name or r.arch == name):
+                raise PluginError(f"arch {name!r} failed to load: {r.error}")
+            if r.disabled and r.entry_point == name:
+                raise UnknownArchError(
+                    f"arch {name!r} is disabled ({r.where}); installed: {', '.join(self.names)}"
+                )
+        installed = ", ".join(self.names) or "none (install mixedmap-x86, mixedmap-s390 or mixedmap-powerpc)"
+        raise UnknownArchError(f"arch {name!r} is not installed; installed arches: {installed}")
+
+    def capability(self, name: str) -> Support:
+        return self.bind(name).spec.caps.pte_special
+
+
+_default: ArchRegistry | None = None
+
+
+def default_registry() -> ArchRegistry:
+    """The process-wide registry of installed plugins (built on first use)."""
+    global _default
+    if _default is None:
+        _default = ArchRegistry.load()
+    return _default
+
+
+def reset_default_registry() -> None:
+    """Forget the cached registry (after installing or disabling plugins at run time)."""
+    global _default
+    _default = None

@@ -1,0 +1,1 @@
+"""Helpers for plugin authors and for mixedmap's own tests."""
