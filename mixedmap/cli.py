@@ -518,9 +518,11 @@ def layout(
         table = Table(show_header=True, show_lines=False, padding=(0, 0), box=None)
         cells = []
         for b in range(top, top - 16, -1):
-            table.add_column(Text(f"{b:>3} ", style="dim"), justify="center", width=6, no_wrap=True)
+            table.add_column(Text(f"{b:>2}", style="dim"), justify="center", width=5, no_wrap=True)
             name = owner[b].split("/")[0]
-            label = name[:5] if name else "·"
+            # A field spanning several bits is named once, at its top bit in this row.
+            continued = b < top and b + 1 < width and owner[b + 1].split("/")[0] == name
+            label = ("────" if continued else name[:4]) if name else "·"
             cells.append(Text(label, style=colour.get(name, "dim")))
         table.add_row(*cells)
         out.print(table)

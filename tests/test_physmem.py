@@ -139,8 +139,24 @@ def test_allocator_bad_input() -> None:
 def test_fragments_share_pages_like_the_kernel() -> None:
     frames, mem = FrameAllocator(0, 64), PhysMem()
     ta = TableAllocator(frames, mem, 12)
-    small = Level(name="pte", hw_name="page table", shift=12, index_bits=8, table_bytes=2048, alloc_bytes=2048, align=2048)
-    big = Level(name="pmd", hw_name="segment table", shift=20, index_bits=11, table_bytes=16384, alloc_bytes=16384, align=16384)
+    small = Level(
+        name="pte",
+        hw_name="page table",
+        shift=12,
+        index_bits=8,
+        table_bytes=2048,
+        alloc_bytes=2048,
+        align=2048,
+    )
+    big = Level(
+        name="pmd",
+        hw_name="segment table",
+        shift=20,
+        index_bits=11,
+        table_bytes=16384,
+        alloc_bytes=16384,
+        align=16384,
+    )
     a = ta.alloc(small, 0x400, 8, "big")
     b = ta.alloc(small, 0x400, 8, "big")
     assert a >> 12 == b >> 12 and a != b and ta.bytes_held == 4096
