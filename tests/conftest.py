@@ -30,9 +30,12 @@ def _registry() -> ArchRegistry:
 REGISTRY = _registry()
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Case:
     """One (arch, mode, profile) to run a test on."""
+
+    def __repr__(self) -> str:
+        return f"Case({self.id})"
 
     arch: str
     mode: ArchMode

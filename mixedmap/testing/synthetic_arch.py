@@ -29,7 +29,7 @@ from mixedmap.arch import (
 from mixedmap.bits import Value
 from mixedmap.plugin import API_VERSION, hookimpl
 
-P, W, U, A, D, PS, SPECIAL = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80, 0x200
+P, W, U, A, D, PS, PROTNONE, SPECIAL = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80, 0x100, 0x200
 PFN_MASK = 0x000000FFFFFFF000
 TABLE = P | W | U | A | D
 
@@ -39,6 +39,9 @@ _BITS = (
     BitField(name="U", mask=U, doc="user"),
     BitField(name="A", mask=A, doc="accessed"),
     BitField(name="D", mask=D, doc="dirty"),
+    BitField(
+        name="PROTNONE", mask=PROTNONE, doc="PROT_NONE marker (present to Linux, not to the MMU)", kind="sw"
+    ),
     BitField(name="PFN", mask=PFN_MASK, doc="page frame number", kind="field"),
 )
 
@@ -47,7 +50,7 @@ def _prot_map() -> tuple[int, ...]:
     out = []
     for idx in range(16):
         r, w, x, s = idx & 1, idx & 2, idx & 4, idx & 8
-        v = 0 if not (r or w or x) else P | U | A
+        v = PROTNONE | A if not (r or w or x) else P | U | A
         if w and s:
             v |= W
         out.append(v)
@@ -67,7 +70,7 @@ class ToyOps(PteOps):
         return (pte & PFN_MASK) >> 12
 
     def pte_present(self, pte: Value) -> Value:
-        return (pte & P) != 0
+        return (pte & (P | PROTNONE)) != 0
 
     def pte_none(self, pte: Value) -> Value:
         return pte == 0
@@ -156,7 +159,7 @@ def make_spec(name: str = "toyarch", special: bool = False) -> ArchSpec:
             special_mask=SPECIAL if special else None,
             pte_bits=_BITS + ((BitField(name="SPECIAL", mask=SPECIAL, doc="special", kind="sw"),) if special else ()),
             protection_map=_prot_map(),
-            protections=(("PAGE_NONE", 0), ("PAGE_SHARED", P | U | A | W), ("PAGE_READONLY", P | U | A)),
+            protections=(("PAGE_NONE", PROTNONE | A), ("PAGE_SHARED", P | U | A | W), ("PAGE_READONLY", P | U | A)),
             root_name="ROOT",
             source="fictional",
         )  # fmt: skip
