@@ -1,0 +1,1 @@
+"""Independent page-table walkers, one per arch, written from each architecture manual."""
