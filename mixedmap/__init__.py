@@ -29,6 +29,18 @@ from mixedmap.arch import (
     XipDriverModel,
 )
 from mixedmap.errors import (
+    EBUSY,
+    EEXIST,
+    EFAULT,
+    EINVAL,
+    EIO,
+    ENOENT,
+    ENOMEM,
+    ENOSPC,
+    ENOSYS,
+    EPERM,
+    ERANGE,
+    EROFS,
     AddressError,
     ArchSpecError,
     KernelErrno,
@@ -41,22 +53,39 @@ from mixedmap.errors import (
     UnsupportedOperation,
     VMBug,
 )
-from mixedmap.machine import Machine, parse_size
+from mixedmap.machine import Machine, PageInfo, parse_size
 from mixedmap.pgtable import Leaf, PageTable, WalkStep
+from mixedmap.phys.memmap import PG
+from mixedmap.phys.regions import Region
 from mixedmap.plugin import API_VERSION, hookimpl
 from mixedmap.plugin.registry import ArchRegistry, default_registry
 from mixedmap.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
+from mixedmap.xip.device import SECTOR_SIZE, RangeDevice, XipDevice
 
 __version__ = "0.1.0"
 
 __all__ = [
     "API_VERSION",
     "DEFAULT_PROFILE",
+    "EBUSY",
+    "EEXIST",
+    "EFAULT",
+    "EINVAL",
+    "EIO",
+    "ENOENT",
+    "ENOMEM",
+    "ENOSPC",
+    "ENOSYS",
     "ENTRY_BAD",
     "ENTRY_LEAF",
     "ENTRY_NONE",
     "ENTRY_TABLE",
+    "EPERM",
+    "ERANGE",
+    "EROFS",
+    "PG",
     "PROFILES",
+    "SECTOR_SIZE",
     "VM_EXEC",
     "VM_READ",
     "VM_SHARED",
@@ -75,6 +104,7 @@ __all__ = [
     "MemoryModel",
     "MixedmapError",
     "OutOfMemory",
+    "PageInfo",
     "PageTable",
     "PageTableError",
     "PageTableFormat",
@@ -82,12 +112,15 @@ __all__ = [
     "Profile",
     "ProfileError",
     "PteOps",
+    "RangeDevice",
+    "Region",
     "Support",
     "UnknownArchError",
     "Unsupported",
     "UnsupportedOperation",
     "VMBug",
     "WalkStep",
+    "XipDevice",
     "XipDriverModel",
     "bits",
     "default_registry",

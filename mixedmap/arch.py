@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from mixedmap.bits import Value
 from mixedmap.errors import ArchSpecError, ProfileError
 from mixedmap.profiles import PROFILES
+from mixedmap.xip.device import XipDriverModel as XipDriverModel  # re-exported for plugins
 
 #: Kinds returned by :meth:`PteOps.entry_kind` for upper-level entries.
 ENTRY_NONE = 0
@@ -122,6 +123,10 @@ class PageTableFormat:
     #: False where the hardware keeps referenced/changed outside the PTE (s390's storage
     #: key in 2.6.x), so pte_young/pte_dirty are constant and the helpers are no-ops.
     tracks_young_dirty: bool = True
+    #: Kernel oddities of this profile the model reproduces on purpose, by name; known names:
+    #: "pte_modify_drops_special" (mprotect loses _PAGE_SPECIAL, e.g. ppc64 64K in 2.6.27),
+    #: "protnone_pte_write" (pte_write() is true for a PROT_NONE entry, s390 2.6.x).
+    quirks: tuple[str, ...] = ()
     source: str = ""
 
     def __attrs_post_init__(self) -> None:
@@ -324,15 +329,6 @@ class Capabilities:
 
 
 @attrs.frozen(kw_only=True)
-class XipDriverModel:
-    """An XIP device driver an arch offers (brd, pmem, dcssblk, axonram); filled later."""
-
-    name: str
-    description: str = ""
-    profiles: tuple[str, ...] = ()
-
-
-@attrs.frozen(kw_only=True)
 class ArchSpec:
     """Everything an arch plugin declares; returned by ``mixedmap_arch_spec``."""
 
@@ -375,6 +371,13 @@ class ArchSpec:
         if not options:
             return next(m for m in cands if m.default)
         hits = [m for m in cands if m.matches(options)]
+        if len(hits) > 1:
+            # Options not given take the profile default's values (mode="region2" alone
+            # means region2 without EDAT-1 when the default has edat1=False).
+            dflt = dict(next(m for m in cands if m.default).options)
+            for key in sorted({k for m in hits for k, _ in m.options} - set(options)):
+                if key in dflt and len({dict(m.options).get(key) for m in hits}) > 1:
+                    hits = [m for m in hits if dict(m.options).get(key) == dflt[key]] or hits
         if len(hits) > 1:
             hits = [m for m in hits if m.default] or hits
         if len(hits) == 1:

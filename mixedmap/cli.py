@@ -175,7 +175,12 @@ def arches(obj: Ctx, as_json: bool) -> None:
     for rec in records:
         by_profile: dict[str, list[str]] = {}
         for m in rec["modes"]:
-            by_profile.setdefault(m["profile"], []).append(m["name"] + ("*" if m["default"] else ""))
+            names = by_profile.setdefault(m["profile"], [])
+            label = m["name"] + ("*" if m["default"] else "")
+            if m["default"] and m["name"] in names:
+                names[names.index(m["name"])] = label
+            elif label not in names and m["name"] + "*" not in names:
+                names.append(label)
         modes = "\n".join(f"{p}: {', '.join(v)}" for p, v in by_profile.items())
         special = "\n".join(f"{p}: {v or 'none'}" for p, v in rec["special_bit"].items())
         table.add_row(
@@ -533,6 +538,108 @@ def layout(
         bits_s = f"{f.shift + f.width - 1}:{f.shift}" if f.width > 1 else str(f.shift)
         legend.add_row(Text(f.name, style=colour[f.name]), bits_s, f"{f.mask:#x}", f.kind, f.doc)
     out.print(legend)
+
+
+# -- XIP devices ---------------------------------------------------------------------------
+@main.group()
+def xip() -> None:
+    """XIP block devices: the arches' driver models (brd, pmem, dcssblk, axonram)."""
+
+
+@xip.command("drivers")
+@arch_option
+@kernel_option
+@json_option
+@click.pass_obj
+def xip_drivers(obj: Ctx, arch: str, kernel: str | None, as_json: bool) -> None:
+    """List an arch's XIP driver models and the profiles they exist in."""
+    binding = obj.registry.bind(arch)
+    profile = get_profile(kernel).name if kernel else None
+    rows = [
+        {"name": d.name, "profiles": list(d.profiles), "params": dict(d.params), "description": d.description}
+        for d in binding.xip_drivers
+        if profile is None or not d.profiles or profile in d.profiles
+    ]
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table(title=f"{binding.name} XIP driver models")
+    for col in ("driver", "profiles", "params", "description"):
+        table.add_column(col)
+    for r in rows:
+        params = "\n".join(f"{k}: {v}" for k, v in r["params"].items())
+        table.add_row(r["name"], ", ".join(r["profiles"]) or "all", params, r["description"])
+    out.print(table)
+
+
+@xip.command("create")
+@arch_option
+@kernel_option
+@mode_option
+@opt_option
+@click.option("--ram", default="1G", show_default=True, help="RAM of the machine.")
+@click.option("--driver", "-d", required=True, help="Driver model (see `mixedmap xip drivers`).")
+@click.option(
+    "--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Driver parameter; repeatable."
+)
+@click.option("--fill", type=click.Path(exists=True, dir_okay=False), help="Load this file into the device.")
+@json_option
+@click.pass_obj
+def xip_create(
+    obj: Ctx,
+    arch: str,
+    kernel: str | None,
+    mode: str | None,
+    opt: tuple[str, ...],
+    ram: str,
+    driver: str,
+    params: tuple[str, ...],
+    fill: str | None,
+    as_json: bool,
+) -> None:
+    """Create a device on a fresh machine: physical range, struct pages, memmap cost."""
+    options = _parse_opt(opt)
+    if mode:
+        options["mode"] = mode
+    machine = Machine(arch, kernel, ram=ram, registry=obj.registry, **options)
+    device = machine.create_xip_device(driver, **_parse_opt(params))
+    if fill:
+        device.fill(fill)
+    rec: dict[str, Any] = {
+        "arch": machine.arch,
+        "kernel": machine.profile.name,
+        "device": device.describe(),
+        "direct_access(0)": None,
+        "machine": machine.accounting(),
+    }
+    try:
+        kaddr, pfn = device.direct_access(0)
+        rec["direct_access(0)"] = {
+            "kaddr": f"{kaddr:#x}",
+            "pfn": f"{pfn:#x}",
+            "pfn_valid": bool(machine.pfn_valid(pfn)[0]),
+        }
+    except MixedmapError as exc:
+        rec["direct_access(0)"] = {"error": str(exc)}
+    if as_json:
+        _emit_json(rec)
+        return
+    d = rec["device"]
+    table = Table(
+        title=f"{machine.arch} kernel {machine.profile.name}: {d['driver']} device {d['name']}",
+        show_header=False,
+    )
+    for key, value in d.items():
+        shown = (
+            f"{value:#x}"
+            if isinstance(value, int) and not isinstance(value, bool) and key != "size"
+            else str(value)
+        )
+        table.add_row(key, shown)
+    for key, value in (rec["direct_access(0)"] or {}).items():
+        table.add_row(f"direct_access(0).{key}", str(value))
+    table.add_row("machine memmap bytes", f"{machine.memmap_bytes():,}")
+    out.print(table)
 
 
 @main.command()

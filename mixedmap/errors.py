@@ -90,3 +90,19 @@ class EPERM(KernelErrno):
 
 class ENOSPC(KernelErrno):
     errno = _errno.ENOSPC
+
+
+class EROFS(KernelErrno):
+    errno = _errno.EROFS
+
+
+class EEXIST(KernelErrno):
+    errno = _errno.EEXIST
+
+
+class EIO(KernelErrno):
+    errno = _errno.EIO
+
+
+class ENOSYS(KernelErrno):
+    errno = _errno.ENOSYS

@@ -4,22 +4,40 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
+import attrs
 import numpy as np
 from numpy.typing import NDArray
 
 from mixedmap._log import get_logger
 from mixedmap.arch import PageTableFormat
-from mixedmap.errors import AddressError
+from mixedmap.errors import EBUSY, EEXIST, ENOENT, AddressError, PluginError, ProfileError, UnknownArchError
 from mixedmap.pgtable import PageTable
 from mixedmap.pgtable_alloc import TableAllocator
 from mixedmap.phys.alloc import FrameAllocator
 from mixedmap.phys.mem import PhysMem
-from mixedmap.phys.memmap import MemMap
+from mixedmap.phys.memmap import PG, MemMap
+from mixedmap.phys.page_alloc import PageAllocator
+from mixedmap.phys.regions import Region, RegionMap
 from mixedmap.plugin.registry import ArchRegistry, BoundMode, default_registry
 from mixedmap.profiles import Profile, get_profile
+from mixedmap.xip.device import XipDevice, XipDriverModel
 
 log = get_logger("mixedmap.machine")
+
+
+@attrs.frozen
+class PageInfo:
+    """A snapshot of one struct page (refcount as page_count, mapcount as page_mapcount)."""
+
+    pfn: int
+    refcount: int
+    mapcount: int
+    flags: PG
+    mapping: int
+    index: int
+
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -68,10 +86,13 @@ class Machine:
             )
         self.ram_size = size
         self.mem = PhysMem()
-        self.frames = FrameAllocator(0, size >> fmt.page_shift)
+        self.regions = RegionMap()
         self.memmap = MemMap(self.mode.mode.memory, fmt.page_shift)
-        self.memmap.add_sections(0, size >> fmt.page_shift)
-        self.tables = TableAllocator(self.frames, self.mem, fmt.page_shift)
+        self._add_region(Region(name="System RAM", start=0, size=size, kind="ram", memmap=True))
+        self.frames = FrameAllocator(0, size >> fmt.page_shift)
+        self.pages = PageAllocator(self.frames, self.memmap, self.mem, fmt.page_shift)
+        self.tables = TableAllocator(self.pages, self.mem, fmt.page_shift)
+        self.devices: dict[str, XipDevice] = {}
         log.debug(
             "machine_created", arch=self.arch, kernel=self.profile.name, mode=self.mode.mode.name, ram=size
         )
@@ -96,6 +117,142 @@ class Machine:
         """``pfn_valid`` for a batch, through the arch's resolved hook."""
         arr = np.atleast_1d(np.asarray(pfns, dtype=np.uint64))
         return self.binding.pfn_valid(self.memmap, arr)
+
+    # -- physical layout ------------------------------------------------------------------
+    def add_region(self, name: str, start: int, size: int, *, memmap: bool, owner: str = "") -> Region:
+        """Add device memory at [start, start+size), with or without struct pages.
+
+        Checked before anything changes: alignment, overlap, MAX_PHYSMEM_BITS, and that a
+        region without a memmap shares no memory section with one that has it.
+        """
+        region = Region(name=name, start=start, size=size, kind="device", memmap=memmap, owner=owner)
+        return self._add_region(region)
+
+    def _add_region(self, region: Region) -> Region:
+        fmt, model = self.mode.fmt, self.mode.mode.memory
+        self.regions.check(region, fmt.page_size)
+        if region.end > 1 << model.max_physmem_bits:
+            raise AddressError(
+                f"region {region.name!r} ends at {region.end:#x}, beyond MAX_PHYSMEM_BITS="
+                f"{model.max_physmem_bits} of {fmt.arch} under {self.profile}"
+            )
+        first, count = region.start >> fmt.page_shift, region.size >> fmt.page_shift
+        if not region.memmap and self.memmap.has_memmap(first, count):
+            raise AddressError(
+                f"region {region.name!r} [{region.start:#x}, {region.end:#x}) has no struct pages but "
+                f"shares a {1 << model.section_size_bits:#x}-byte memory section with memory that has "
+                f"them (pfn_valid is per section); align it to a section boundary"
+            )
+        if region.memmap:
+            others = [r for r in self.regions if not r.memmap]
+            for sec in self.memmap.section_range(first, count):
+                lo, hi = sec << model.section_size_bits, (sec + 1) << model.section_size_bits
+                clash = next((r for r in others if r.overlaps(lo, hi - lo)), None)
+                if clash is not None:
+                    raise AddressError(
+                        f"region {region.name!r} would give struct pages to memory section {sec} "
+                        f"which holds {clash.name!r} (no struct pages)"
+                    )
+            self.memmap.add_sections(first, count)
+        self.regions.add(region)
+        log.debug(
+            "region_added", name=region.name, start=region.start, size=region.size, memmap=region.memmap
+        )
+        return region
+
+    def remove_region(self, name: str) -> Region:
+        """Remove a device region; its struct pages (if any) must all be unreferenced."""
+        region = self.regions[name]
+        if region.kind == "ram":
+            raise AddressError(f"region {name!r} is System RAM and cannot be removed")
+        fmt = self.mode.fmt
+        first, count = region.start >> fmt.page_shift, region.size >> fmt.page_shift
+        if region.memmap:
+            pfns = np.arange(first, first + count, dtype=np.uint64)
+            row, col = self.memmap.rows(pfns)
+            busy = (self.memmap.mapcount[row, col] > 0) | (self.memmap.refcount[row, col] > 1)
+            if busy.any():
+                raise EBUSY(f"region {name!r}: page {int(pfns[busy][0]):#x} is still in use")
+            self.memmap.remove_sections(first, count)
+        self.mem.discard(region.start, region.size)
+        return self.regions.remove(name)
+
+    def memmap_bytes(self, region: str | None = None) -> int:
+        """Bytes of struct page the kernel would spend: the machine, or one region."""
+        if region is None:
+            return self.memmap.memmap_bytes()
+        r = self.regions[region]
+        if not r.memmap:
+            return 0
+        return (r.size >> self.mode.fmt.page_shift) * self.mode.mode.memory.struct_page_size
+
+    def accounting(self) -> dict[str, int]:
+        """The memory the model's kernel spends, itemised (compare with the kernel's formulas)."""
+        return {
+            "ram_bytes": self.ram_size,
+            "memmap_bytes": self.memmap_bytes(),
+            "pagetable_bytes": self.pagetable_bytes(),
+            "allocator_bitmap_bytes": (self.frames.nr_frames + 7) // 8,
+            "free_ram_bytes": self.frames.nr_free * self.page_size,
+            "host_stored_bytes": self.mem.stored_bytes,
+            "host_memmap_bytes": self.memmap.host_bytes,
+        }
+
+    def page(self, pfn: int) -> PageInfo | None:
+        """struct page state of ``pfn``, or None when the frame has no struct page."""
+        if not self.pfn_valid(pfn)[0]:
+            return None
+        row, col = self.memmap.rows(np.array([pfn], dtype=np.uint64))
+        mm = self.memmap
+        return PageInfo(
+            pfn=pfn,
+            refcount=int(mm.refcount[row[0], col[0]]),
+            mapcount=int(mm.mapcount[row[0], col[0]]),
+            flags=PG(int(mm.flags[row[0], col[0]])),
+            mapping=int(mm.mapping[row[0], col[0]]),
+            index=int(mm.index[row[0], col[0]]),
+        )
+
+    # -- XIP devices ------------------------------------------------------------------------
+    def xip_drivers(self) -> dict[str, XipDriverModel]:
+        """The arch's XIP driver models that exist under this machine's kernel profile."""
+        return {
+            d.name: d for d in self.binding.xip_drivers if not d.profiles or self.profile.name in d.profiles
+        }
+
+    def create_xip_device(self, driver: str, **params: Any) -> XipDevice:
+        """Create a device with one of the arch's XIP driver models (see :meth:`xip_drivers`)."""
+        drivers = self.xip_drivers()
+        if driver not in drivers:
+            every = {d.name: d for d in self.binding.xip_drivers}
+            if driver in every:
+                raise ProfileError(
+                    f"XIP driver {driver!r} of {self.arch} does not exist under kernel {self.profile}; "
+                    f"it models {', '.join(every[driver].profiles)}"
+                )
+            raise UnknownArchError(
+                f"{self.arch} has no XIP driver {driver!r}; it has: {', '.join(every) or 'none'}"
+            )
+        device = drivers[driver].create(self, **params)
+        if not isinstance(device, XipDevice):
+            raise PluginError(
+                f"{self.binding.report.where}: XIP driver {driver!r} returned {type(device).__name__}"
+            )
+        if device.name in self.devices:
+            device.release()
+            raise EEXIST(f"a device named {device.name!r} already exists")
+        self.devices[device.name] = device
+        log.debug("xip_device_created", driver=driver, device=device.name, size=device.size)
+        return device
+
+    def remove_xip_device(self, name: str) -> None:
+        """Tear a device down (its driver decides what that means)."""
+        try:
+            device = self.devices[name]
+        except KeyError:
+            raise ENOENT(f"no XIP device {name!r}; devices: {', '.join(self.devices) or 'none'}") from None
+        device.release()
+        del self.devices[name]
 
     def pagetable_bytes(self) -> int:
         """RAM held by page tables of every address space on this machine."""

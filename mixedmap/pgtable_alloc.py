@@ -13,15 +13,16 @@ import numpy as np
 
 from mixedmap.arch import Level
 from mixedmap.errors import ArchSpecError
-from mixedmap.phys.alloc import FrameAllocator
 from mixedmap.phys.mem import PhysMem
+from mixedmap.phys.memmap import PG
+from mixedmap.phys.page_alloc import PageAllocator
 
 
 class TableAllocator:
     """Allocates and frees page-table memory of one machine."""
 
-    def __init__(self, frames: FrameAllocator, mem: PhysMem, page_shift: int) -> None:
-        self._frames = frames
+    def __init__(self, pages: PageAllocator, mem: PhysMem, page_shift: int) -> None:
+        self._pages = pages
         self._mem = mem
         self._page_shift = page_shift
         self._page_size = 1 << page_shift
@@ -40,8 +41,7 @@ class TableAllocator:
         if size >= self._page_size:
             nframes = -(-size // self._page_size)
             align = max(1, level.align >> self._page_shift)
-            pa = self._frames.alloc_contig(nframes, align) << self._page_shift
-            self._mem.discard(pa, nframes * self._page_size)
+            pa = self._pages.alloc_contig(nframes, align, PG.pagetable) << self._page_shift
             self._bytes += nframes * self._page_size
         else:
             if size & (size - 1) or level.align > size:
@@ -61,8 +61,7 @@ class TableAllocator:
                 slot = (~used & (used + 1)).bit_length() - 1
                 pages[page] = used | (1 << slot)
                 return page + slot * size
-        page = int(self._frames.alloc(1)[0]) << self._page_shift
-        self._mem.discard(page, self._page_size)
+        page = int(self._pages.alloc_pages(1, PG.pagetable)[0]) << self._page_shift
         self._bytes += self._page_size
         pages[page] = 1
         return page
@@ -74,7 +73,7 @@ class TableAllocator:
             nframes = -(-size // self._page_size)
             self._mem.discard(pa, nframes * self._page_size)
             first = pa >> self._page_shift
-            self._frames.free(np.arange(first, first + nframes, dtype=np.uint64))
+            self._pages.free_pages(np.arange(first, first + nframes, dtype=np.uint64))
             self._bytes -= nframes * self._page_size
             return
         pages = self._frag_pages[size]
@@ -85,5 +84,5 @@ class TableAllocator:
         if pages[page] == 0:
             del pages[page]
             self._mem.discard(page, self._page_size)
-            self._frames.free(page >> self._page_shift)
+            self._pages.free_pages(page >> self._page_shift)
             self._bytes -= self._page_size

@@ -115,8 +115,9 @@ def test_bad_input_changes_nothing(case: Case) -> None:
     ]
     if fmt.va_rule == "canonical":
         cases.append((AddressError, lambda: pt.map(1 << (fmt.va_bits - 1), 6), "outside"))
-    else:
+    elif fmt.va_bits < 64:
         cases.append((AddressError, lambda: pt.map(1 << fmt.va_bits, 6), "outside"))
+    cases.append((AddressError, lambda: pt.map(1 << 64, 6), "does not fit 64 bits"))
     for exc, call, text in cases:
         with pytest.raises(exc, match=text):
             call()

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from mixedmap import AddressError, OutOfMemory, VMBug
-from mixedmap.arch import Level
+from mixedmap.arch import Level, MemoryModel
 from mixedmap.pgtable_alloc import TableAllocator
 from mixedmap.phys.alloc import FrameAllocator
 from mixedmap.phys.mem import PhysMem
+from mixedmap.phys.memmap import MemMap
+from mixedmap.phys.page_alloc import PageAllocator
 
 addresses = st.integers(0, (1 << 52) - 1)
 
@@ -138,7 +140,10 @@ def test_allocator_bad_input() -> None:
 
 def test_fragments_share_pages_like_the_kernel() -> None:
     frames, mem = FrameAllocator(0, 64), PhysMem()
-    ta = TableAllocator(frames, mem, 12)
+    memmap = MemMap(MemoryModel(section_size_bits=27, max_physmem_bits=40), 12)
+    memmap.add_sections(0, 64)
+    pages = PageAllocator(frames, memmap, mem, 12)
+    ta = TableAllocator(pages, mem, 12)
     small = Level(
         name="pte",
         hw_name="page table",
@@ -163,6 +168,8 @@ def test_fragments_share_pages_like_the_kernel() -> None:
     assert mem.read_u64(a + 2040, "big") == 0x400 and mem.read_u64(b, "big") == 0x400
     c = ta.alloc(big, 0x20, 8, "big")
     assert c % 16384 == 0 and ta.bytes_held == 4096 + 16384
+    assert pages.page_count(np.array([a >> 12, c >> 12], dtype=np.uint64)).tolist() == [1, 1]
+    assert pages.leaks() == {"pagetable": 5}
     ta.free(small, a)
     assert ta.bytes_held == 4096 + 16384
     ta.free(small, b)

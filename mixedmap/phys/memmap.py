@@ -1,11 +1,19 @@
-"""The memmap: which memory sections have ``struct page`` arrays, and the default pfn_valid.
+"""The memmap: ``struct page`` state in numpy arrays, per memory section, and pfn_valid.
 
-Models SPARSEMEM as in 2.6.27 ``include/linux/mmzone.h``: ``pfn_valid(pfn)`` is true exactly
-when the pfn's section number is in range and that section has a memmap. Device memory
-(DCSS, axonram) lies in sections without one, which is the whole point of VM_MIXEDMAP.
+Models SPARSEMEM as in 2.6.27 ``include/linux/mmzone.h``: physical memory is cut into
+sections of ``2**SECTION_SIZE_BITS`` bytes; a section either has a memmap (a struct page for
+every frame in it) or not, and ``pfn_valid(pfn)`` is true exactly when the pfn's section has
+one. Device memory (DCSS, axonram) lies in sections without one, which is the whole point of
+VM_MIXEDMAP.
+
+Host arrays for a section are created on first touch, so a 64 GiB machine costs the host
+only the sections it used; :meth:`MemMap.memmap_bytes` reports what the kernel would spend
+(``sizeof(struct page)`` per frame of every present section) regardless.
 """
 
 from __future__ import annotations
+
+import enum
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,43 +23,140 @@ from mixedmap.errors import AddressError
 from mixedmap.plugin import hookimpl
 
 
+class PG(enum.IntFlag):
+    """Page flags kept per struct page (the subset the model needs; kernel names)."""
+
+    locked = 1 << 0
+    reserved = 1 << 1
+    dirty = 1 << 2
+    uptodate = 1 << 3
+    lru = 1 << 4
+    #: PageAnon: the kernel sets bit 0 of page->mapping; kept as a flag here.
+    anon = 1 << 5
+    #: A page-table page (the kernel's PageTable page type).
+    pagetable = 1 << 6
+    #: A page owned by a block driver (brd) rather than the page cache.
+    driver = 1 << 7
+
+
 class MemMap:
-    """Section bookkeeping for one machine (struct-page arrays arrive with issue 3)."""
+    """Sections with a memmap and the struct-page arrays behind them, for one machine."""
 
     def __init__(self, model: MemoryModel, page_shift: int) -> None:
         self.model = model
         self.page_shift = page_shift
         self.pfn_section_shift = model.section_size_bits - page_shift
+        self.pages_per_section = 1 << self.pfn_section_shift
         self.nr_sections = 1 << (model.max_physmem_bits - model.section_size_bits)
         self._has_memmap = np.zeros(0, dtype=np.bool_)
+        self._slot = np.zeros(0, dtype=np.intp)  # section -> row of the state arrays (0: none)
+        self._nrows = 1  # row 0 is never used: a zero slot means "no arrays yet"
+        rows = (2, self.pages_per_section)
+        self.refcount = np.zeros(rows, dtype=np.int32)
+        self.mapcount = np.zeros(rows, dtype=np.int32)
+        self.flags = np.zeros(rows, dtype=np.uint32)
+        self.mapping = np.zeros(rows, dtype=np.int64)
+        self.index = np.zeros(rows, dtype=np.uint64)
+
+    # -- sections -----------------------------------------------------------------------
+    def _grow(self, last: int) -> None:
+        if last >= self._has_memmap.size:
+            size = max(last + 1, 2 * self._has_memmap.size)
+            for name in ("_has_memmap", "_slot"):
+                old = getattr(self, name)
+                new = np.zeros(size, dtype=old.dtype)
+                new[: old.size] = old
+                setattr(self, name, new)
+
+    def section_range(self, start_pfn: int, nr_pages: int) -> range:
+        first = start_pfn >> self.pfn_section_shift
+        last = (start_pfn + nr_pages - 1) >> self.pfn_section_shift
+        return range(first, last + 1)
 
     def add_sections(self, start_pfn: int, nr_pages: int) -> None:
         """Give every section overlapping [start_pfn, start_pfn + nr_pages) a memmap."""
-        first = start_pfn >> self.pfn_section_shift
-        last = (start_pfn + nr_pages - 1) >> self.pfn_section_shift
-        if last >= self.nr_sections:
+        secs = self.section_range(start_pfn, nr_pages)
+        if secs.stop > self.nr_sections:
             raise AddressError(
                 f"memory up to pfn {start_pfn + nr_pages - 1:#x} is beyond MAX_PHYSMEM_BITS="
                 f"{self.model.max_physmem_bits}"
             )
-        if last >= self._has_memmap.size:
-            grown = np.zeros(last + 1, dtype=np.bool_)
-            grown[: self._has_memmap.size] = self._has_memmap
-            self._has_memmap = grown
-        self._has_memmap[first : last + 1] = True
+        self._grow(secs.stop - 1)
+        self._has_memmap[secs.start : secs.stop] = True
+
+    def remove_sections(self, start_pfn: int, nr_pages: int) -> None:
+        """Drop the memmap of the sections covering the range (all pages must be free)."""
+        for sec in self.section_range(start_pfn, nr_pages):
+            if sec < self._has_memmap.size:
+                self._has_memmap[sec] = False
+                row = int(self._slot[sec])
+                if row:
+                    for arr in (self.refcount, self.mapcount, self.flags, self.mapping, self.index):
+                        arr[row] = 0
+                    self._slot[sec] = 0
+
+    def has_memmap(self, start_pfn: int, nr_pages: int) -> bool:
+        """True when any section of the range already has a memmap."""
+        secs = self.section_range(start_pfn, nr_pages)
+        return bool(self._has_memmap[secs.start : min(secs.stop, self._has_memmap.size)].any())
 
     @property
     def sections(self) -> NDArray[np.int64]:
         """Section numbers that have a memmap."""
         return np.flatnonzero(self._has_memmap)
 
+    def memmap_bytes(self) -> int:
+        """What the kernel spends on struct pages: every frame of every present section."""
+        return int(self._has_memmap.sum()) * self.pages_per_section * self.model.struct_page_size
+
+    @property
+    def host_bytes(self) -> int:
+        """Host bytes of the state arrays actually created (sections touched so far)."""
+        per_row = sum(
+            a.itemsize for a in (self.refcount, self.mapcount, self.flags, self.mapping, self.index)
+        )
+        return self._nrows * self.pages_per_section * per_row
+
+    # -- pfn_valid ------------------------------------------------------------------------
     def pfn_valid(self, pfns: NDArray[np.uint64]) -> NDArray[np.bool_]:
         """Generic SPARSEMEM pfn_valid (2.6.27 ``include/linux/mmzone.h``)."""
         sec = np.asarray(pfns, dtype=np.uint64) >> np.uint64(self.pfn_section_shift)
         inside = sec < np.uint64(self._has_memmap.size)
         out = np.zeros(sec.shape, dtype=np.bool_)
-        out[inside] = self._has_memmap[sec[inside].astype(np.int64)]
+        out[inside] = self._has_memmap[sec[inside].astype(np.intp)]
         return out
+
+    # -- struct page state ------------------------------------------------------------------
+    def rows(self, pfns: NDArray[np.uint64]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """(row, column) of each pfn's struct page, creating host arrays on first touch.
+
+        Every pfn must have a struct page; the first that does not is named.
+        """
+        pfns = np.asarray(pfns, dtype=np.uint64)
+        valid = self.pfn_valid(pfns)
+        if not valid.all():
+            raise AddressError(
+                f"pfn {int(pfns[~valid][0]):#x} has no struct page (its section has no memmap)"
+            )
+        sec = (pfns >> np.uint64(self.pfn_section_shift)).astype(np.intp)
+        row = self._slot[sec]
+        if (row == 0).any():
+            for s in np.unique(sec[row == 0]).tolist():
+                self._slot[s] = self._new_row()
+            row = self._slot[sec]
+        col = (pfns & np.uint64(self.pages_per_section - 1)).astype(np.intp)
+        return row, col
+
+    def _new_row(self) -> int:
+        row = self._nrows
+        if row == self.refcount.shape[0]:  # double the capacity: amortised O(1) per section
+            for name in ("refcount", "mapcount", "flags", "mapping", "index"):
+                old = getattr(self, name)
+                new = np.zeros((2 * old.shape[0], old.shape[1]), dtype=old.dtype)
+                new[: old.shape[0]] = old
+                setattr(self, name, new)
+        self._nrows += 1
+        return row
 
 
 class DefaultPfnValid:

@@ -1,0 +1,1 @@
+"""XIP: the block-device contract (direct_access) and, later, the XIP filesystem."""

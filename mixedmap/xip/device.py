@@ -1,0 +1,187 @@
+"""The 2008 XIP block-device contract and a base for arch driver models.
+
+``direct_access(bdev, sector, &kaddr, &pfn)`` (2.6.26-2.6.27 ``include/linux/fs.h``) is all
+the XIP layer asks of a device: a kernel address and a page frame number for a page-aligned
+sector. Whether that frame has a ``struct page`` is the driver model's decision (brd: yes,
+ordinary RAM; dcssblk and axonram: no), and it is what ``vm_insert_mixed`` later acts on.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from mixedmap._log import get_logger
+from mixedmap.errors import EINVAL, ERANGE, EROFS, AddressError
+
+if TYPE_CHECKING:
+    from mixedmap.machine import Machine
+
+log = get_logger("mixedmap.xip")
+
+SECTOR_SIZE = 512
+
+
+class XipDevice(abc.ABC):
+    """A block device with ``direct_access``; contents are real bytes in physical memory."""
+
+    #: Driver name (brd, pmem, dcssblk, axonram).
+    driver: str = ""
+
+    def __init__(self, machine: Machine, name: str, size: int, read_only: bool) -> None:
+        self.machine = machine
+        self.name = name
+        self.size = size
+        self.read_only = read_only
+
+    # -- the contract ---------------------------------------------------------------------
+    @property
+    def nr_sectors(self) -> int:
+        return self.size // SECTOR_SIZE
+
+    def check_sector(self, sector: int) -> int:
+        """Page offset of a sector, or the kernel's errno for a bad one."""
+        per_page = self.machine.page_size // SECTOR_SIZE
+        if sector < 0 or sector % per_page:
+            raise EINVAL(f"{self.name}: sector {sector} is not page aligned ({per_page} sectors per page)")
+        pgoff = sector // per_page
+        if pgoff * self.machine.page_size >= self.size:
+            raise ERANGE(f"{self.name}: sector {sector} is beyond the device ({self.nr_sectors} sectors)")
+        return pgoff
+
+    @abc.abstractmethod
+    def direct_access(self, sector: int) -> tuple[int, int]:
+        """(kaddr, pfn) of the page at ``sector``; errno errors as the driver returns them."""
+
+    @abc.abstractmethod
+    def frame(self, pgoff: int) -> int | None:
+        """Physical frame holding page ``pgoff`` now (None: not backed yet, reads as zero)."""
+
+    @property
+    @abc.abstractmethod
+    def has_struct_page(self) -> bool:
+        """Whether the device's frames have struct pages (pfn_valid true)."""
+
+    @property
+    def phys_range(self) -> tuple[int, int] | None:
+        """[start, end) physical addresses when the device is one fixed range."""
+        return None
+
+    @property
+    def memmap_bytes(self) -> int:
+        """struct page bytes the kernel spends for this device's memory."""
+        if not self.has_struct_page:
+            return 0
+        pages = self.size // self.machine.page_size
+        return pages * self.machine.mode.mode.memory.struct_page_size
+
+    # -- contents -------------------------------------------------------------------------
+    def _check_span(self, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise AddressError(
+                f"{self.name}: [{offset:#x}, {offset + length:#x}) is outside the device ({self.size:#x} bytes)"
+            )
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Bytes of the device (what a bio read would return)."""
+        self._check_span(offset, length)
+        out = bytearray()
+        ps = self.machine.page_size
+        while length > 0:
+            pgoff, off = divmod(offset, ps)
+            n = min(length, ps - off)
+            pfn = self.frame(pgoff)
+            out += bytes(n) if pfn is None else self.machine.mem.read(pfn * ps + off, n)
+            offset, length = offset + n, length - n
+        return bytes(out)
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Write through the block layer; a read-only device refuses with EROFS."""
+        if self.read_only:
+            raise EROFS(f"{self.name}: device is read-only")
+        self.fill(data, offset)
+
+    def fill(self, data: bytes | str | Path, offset: int = 0) -> int:
+        """Load contents (bytes or a host file) at ``offset``, as the image was built.
+
+        Unlike :meth:`write` this works on read-only devices: it models how the image got
+        there (DEFSEG/SAVESEG, dd before a read-only mount). Returns the bytes written.
+        """
+        blob = Path(data).read_bytes() if isinstance(data, (str, Path)) else bytes(data)
+        self._check_span(offset, len(blob))
+        ps = self.machine.page_size
+        pos = 0
+        while pos < len(blob):
+            pgoff, off = divmod(offset + pos, ps)
+            n = min(len(blob) - pos, ps - off)
+            pfn = self._backing(pgoff)
+            self.machine.mem.write(pfn * ps + off, blob[pos : pos + n])
+            pos += n
+        log.debug("xip_device_filled", device=self.name, bytes=len(blob), offset=offset)
+        return len(blob)
+
+    def _backing(self, pgoff: int) -> int:
+        """Frame for page ``pgoff``, allocating it if the driver allocates on demand."""
+        pfn = self.frame(pgoff)
+        if pfn is None:
+            raise AddressError(f"{self.name}: page {pgoff} has no backing frame")
+        return pfn
+
+    def release(self) -> None:  # noqa: B027 - most devices have nothing to tear down
+        """Tear the device down (free frames, remove its region)."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary: the CLI prints it."""
+        rng = self.phys_range
+        return {
+            "name": self.name,
+            "driver": self.driver,
+            "size": self.size,
+            "read_only": self.read_only,
+            "phys_start": None if rng is None else rng[0],
+            "phys_end": None if rng is None else rng[1],
+            "struct_page": self.has_struct_page,
+            "memmap_bytes": self.memmap_bytes,
+        }
+
+
+class RangeDevice(XipDevice):
+    """A device over one fixed physical range (DCSS, axonram, pmem)."""
+
+    def __init__(
+        self, machine: Machine, name: str, start: int, size: int, read_only: bool, kaddr_base: int
+    ) -> None:
+        super().__init__(machine, name, size, read_only)
+        self.start = start
+        self.kaddr_base = kaddr_base
+
+    @property
+    def phys_range(self) -> tuple[int, int]:
+        return self.start, self.start + self.size
+
+    @property
+    def has_struct_page(self) -> bool:
+        return bool(self.machine.pfn_valid(self.start >> self.machine.mode.fmt.page_shift)[0])
+
+    def frame(self, pgoff: int) -> int:
+        return (self.start >> self.machine.mode.fmt.page_shift) + pgoff
+
+    def direct_access(self, sector: int) -> tuple[int, int]:
+        pgoff = self.check_sector(sector)
+        offset = pgoff * self.machine.page_size
+        return self.kaddr_base + offset, (self.start + offset) >> self.machine.mode.fmt.page_shift
+
+
+@attrs.frozen(kw_only=True)
+class XipDriverModel:
+    """An XIP device driver an arch offers; ``create(machine, **params)`` makes a device."""
+
+    name: str
+    description: str = ""
+    profiles: tuple[str, ...] = ()
+    params: tuple[tuple[str, str], ...] = ()
+    create: Callable[..., Any] = attrs.field(eq=False, repr=False)
