@@ -9,11 +9,23 @@ from mixedmap.testing.synthetic_arch import ToyPlugin
 
 REGISTRY = ArchRegistry.load(extra=[("toyarch", ToyPlugin())])
 ARCHES = list(REGISTRY.names)
+#: Each arch's default mode under the series' kernel and under today's encodings.
+CASES = [(a, k) for a in ARCHES for k in ("2.6.27", "6.18")]
 
 
-@pytest.fixture(params=ARCHES, scope="module")
-def arch(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=CASES, ids=[f"{a}-{k}" for a, k in CASES], scope="module")
+def arch_kernel(request: pytest.FixtureRequest) -> tuple[str, str]:
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def arch(arch_kernel: tuple[str, str]) -> str:
+    return arch_kernel[0]
+
+
+@pytest.fixture(scope="module")
+def kernel(arch_kernel: tuple[str, str]) -> str:
+    return arch_kernel[1]
 
 
 @pytest.fixture(scope="module")

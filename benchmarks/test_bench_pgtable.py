@@ -15,14 +15,14 @@ N_PAGES = 262_144  # 1 GiB of 4 KiB pages
 N_VAS = 1_000_000
 
 
-def _setup(arch: str, registry: ArchRegistry) -> tuple[Machine, int]:
-    m = Machine(arch, ram="2G", registry=registry)
+def _setup(arch: str, kernel: str, registry: ArchRegistry) -> tuple[Machine, int]:
+    m = Machine(arch, kernel, ram="2G", registry=registry)
     base = 1 << 32 if m.fmt.va_bits > 33 else 0
     return m, base
 
 
-def test_map_range_1gib(benchmark, arch: str, registry: ArchRegistry) -> None:  # type: ignore[no-untyped-def]
-    m, base = _setup(arch, registry)
+def test_map_range_1gib(benchmark, arch: str, kernel: str, registry: ArchRegistry) -> None:  # type: ignore[no-untyped-def]
+    m, base = _setup(arch, kernel, registry)
     pfns = np.arange(N_PAGES, dtype=np.uint64) + np.uint64(0x1000)
     n = N_PAGES * 4096 // m.page_size
 
@@ -36,8 +36,8 @@ def test_map_range_1gib(benchmark, arch: str, registry: ArchRegistry) -> None:  
 
 
 @pytest.fixture(scope="module")
-def mapped(arch: str, registry: ArchRegistry):  # type: ignore[no-untyped-def]
-    m, base = _setup(arch, registry)
+def mapped(arch: str, kernel: str, registry: ArchRegistry):  # type: ignore[no-untyped-def]
+    m, base = _setup(arch, kernel, registry)
     pt = m.new_pagetable()
     n = N_PAGES * 4096 // m.page_size
     pt.map_range(base, np.arange(n, dtype=np.uint64) + np.uint64(0x1000), "rw")

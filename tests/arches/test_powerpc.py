@@ -3,11 +3,7 @@ the independent walker (tests/walkers/powerpc.py) on hand-built and plugin-built
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -36,23 +32,11 @@ from mixedmap import (
     ProfileError,
     UnsupportedOperation,
 )
+from tests.walkers import powerpc as walker
 
 ALL64 = (1 << 64) - 1
 KERNELBASE = 0xC000_0000_0000_0000
 
-
-def _load_walker() -> ModuleType:
-    """tests/walkers/powerpc.py, loaded by path so no package layout is assumed."""
-    path = Path(__file__).resolve().parents[1] / "walkers" / "powerpc.py"
-    spec = importlib.util.spec_from_file_location("mixedmap_test_walker_powerpc", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-walker = _load_walker()
 
 SPEC: ArchSpec = plugin.mixedmap_arch_spec()
 MODES: dict[tuple[str, str], ArchMode] = {(m.name, m.profile): m for m in SPEC.modes}

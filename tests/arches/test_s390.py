@@ -4,12 +4,8 @@ plugin encodes."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -30,23 +26,11 @@ from mixedmap import (
     PageTableFormat,
     ProfileError,
 )
+from tests.walkers import s390 as walker
 
 ALL64 = (1 << 64) - 1
 MiB = 1 << 20
 
-
-def _load_walker() -> ModuleType:
-    """tests/walkers/s390.py, loaded by path so no package layout is assumed."""
-    path = Path(__file__).resolve().parents[1] / "walkers" / "s390.py"
-    spec = importlib.util.spec_from_file_location("mixedmap_test_walker_s390", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-walker = _load_walker()
 
 SPEC: ArchSpec = plugin.mixedmap_arch_spec()
 MODES: dict[tuple[str, str, bool], ArchMode] = {

@@ -3,11 +3,7 @@ and the independent SDM walker (tests/walkers/x86.py) against tables the plugin 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -29,22 +25,10 @@ from mixedmap import (
     PageTableFormat,
     ProfileError,
 )
+from tests.walkers import x86 as walker
 
 ALL64 = (1 << 64) - 1
 
-
-def _load_walker() -> ModuleType:
-    """tests/walkers/x86.py, loaded by path so no package layout is assumed."""
-    path = Path(__file__).resolve().parents[1] / "walkers" / "x86.py"
-    spec = importlib.util.spec_from_file_location("mixedmap_test_walker_x86", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-walker = _load_walker()
 
 SPEC: ArchSpec = plugin.mixedmap_arch_spec()
 MODES: dict[tuple[str, str], ArchMode] = {(m.name, m.profile): m for m in SPEC.modes}
