@@ -14,11 +14,11 @@ from typing import Any
 
 import click
 import numpy as np
-import structlog
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mixedmap._log import render_json
 from mixedmap.arch import BitField, PageTableFormat
 from mixedmap.errors import MixedmapError
 from mixedmap.machine import Machine
@@ -79,14 +79,16 @@ class Ctx:
         return self.registry.bind(arch).mode(kernel, **options)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The CLI's one handler (a class of its own so repeated runs do not stack them)."""
+
+
 def _configure_logging(verbose: int, log_json: bool) -> None:
-    level = logging.WARNING - 10 * verbose
-    handler = logging.StreamHandler(sys.stderr)
     logger = logging.getLogger("mixedmap")
-    logger.setLevel(level)
-    logger.addHandler(handler)
-    if log_json:
-        structlog.configure(processors=[structlog.processors.JSONRenderer()])
+    logger.setLevel(max(logging.DEBUG, logging.WARNING - 10 * verbose))
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler(sys.stderr))
+    render_json(log_json)
 
 
 arch_option = click.option("--arch", "-a", required=True, help="Arch name as `uname -m` prints it.")

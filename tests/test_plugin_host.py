@@ -187,3 +187,44 @@ def test_arch_may_override_pfn_valid() -> None:
         False,
     ]
     assert Machine("toyarch", ram="16M", registry=reg).pfn_valid(np.arange(4)).tolist() == [True] * 4
+
+
+def test_uninstalling_removes_the_arch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install(
+        tmp_path,
+        monkeypatch,
+        "mixedmap-gone",
+        {"gone_plugin": GOOD.format(name="gonearch")},
+        {"gonearch": "gone_plugin"},
+    )
+    assert "gonearch" in load().names
+    monkeypatch.syspath_prepend(str(tmp_path / "empty"))
+    import sys
+
+    sys.path.remove(str(tmp_path / "mixedmap-gone"))  # pip uninstall: the dist-info is gone
+    reg = load()
+    assert "gonearch" not in reg.names
+    with pytest.raises(UnknownArchError, match="'gonearch' is not installed"):
+        reg.bind("gonearch")
+
+
+def test_load_failures_are_logged_not_printed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    install(
+        tmp_path,
+        monkeypatch,
+        "mixedmap-noisy",
+        {"noisy_plugin": "raise ImportError('nope')"},
+        {"noisy": "noisy_plugin"},
+    )
+    with caplog.at_level("WARNING", logger="mixedmap"):
+        load()
+    assert any(
+        "plugin_load_failed" in r.getMessage() and "mixedmap-noisy" in r.getMessage() for r in caplog.records
+    )
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
