@@ -106,3 +106,31 @@ class EIO(KernelErrno):
 
 class ENOSYS(KernelErrno):
     errno = _errno.ENOSYS
+
+
+class EACCES(KernelErrno):
+    errno = _errno.EACCES
+
+
+class FaultError(MixedmapError):
+    """A user access that the kernel answers with a signal; ``va`` is the address."""
+
+    signal: str = ""
+
+    def __init__(self, message: str, va: int) -> None:
+        super().__init__(message)
+        self.va = va
+
+
+class SIGSEGV(FaultError):
+    signal = "SIGSEGV"
+
+
+class SIGBUS(FaultError):
+    signal = "SIGBUS"
+
+
+class OOMError(FaultError):
+    """VM_FAULT_OOM: the fault could not get memory (the OOM killer's business)."""
+
+    signal = "OOM"

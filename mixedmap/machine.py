@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from mixedmap._log import get_logger
 from mixedmap.arch import PageTableFormat
 from mixedmap.errors import EBUSY, EEXIST, ENOENT, AddressError, PluginError, ProfileError, UnknownArchError
+from mixedmap.mm.mm import MM
 from mixedmap.pgtable import PageTable
 from mixedmap.pgtable_alloc import TableAllocator
 from mixedmap.phys.alloc import FrameAllocator
@@ -93,6 +94,9 @@ class Machine:
         self.pages = PageAllocator(self.frames, self.memmap, self.mem, fmt.page_shift)
         self.tables = TableAllocator(self.pages, self.mem, fmt.page_shift)
         self.devices: dict[str, XipDevice] = {}
+        self.mms: list[MM] = []
+        #: Called with keyword arguments for every mm event when set (see mixedmap.trace).
+        self.tracer: Any = None
         log.debug(
             "machine_created", arch=self.arch, kernel=self.profile.name, mode=self.mode.mode.name, ram=size
         )
@@ -108,6 +112,12 @@ class Machine:
     @property
     def page_size(self) -> int:
         return self.mode.fmt.page_size
+
+    def new_mm(self) -> MM:
+        """A new, empty address space (mm_struct) with its own page tables."""
+        mm = MM(self)
+        self.mms.append(mm)
+        return mm
 
     def new_pagetable(self) -> PageTable:
         """An empty set of page tables (a root table allocated from RAM)."""

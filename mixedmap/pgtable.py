@@ -480,6 +480,90 @@ class PageTable:
             if not freed:
                 break
 
+    # -- PTE-level access for the mm layer -------------------------------------------------
+    def pte_slot(self, va: int, allocate: bool) -> int | None:
+        """Address of the PTE for ``va`` (scalar); allocates missing tables if asked.
+
+        None when a table on the path is missing and ``allocate`` is false. A large leaf
+        on the path is a PageTableError (the mm layer maps base pages only).
+        """
+        ops, mem, bo, esz = self._ops, self._mem, self._bo, self.fmt.entry_size
+        table = self.root_pa
+        for i in range(self._last):
+            lv = self._levels[i]
+            epa = table + ((va >> lv.shift) & (lv.entries - 1)) * esz
+            ent = mem.read_u64(epa, bo)
+            kind = ops.entry_kind(i, ent)
+            if kind == ENTRY_NONE:
+                if not allocate:
+                    return None
+                child = self._new_table(i + 1)
+                mem.write_u64(epa, int(ops.mk_table_entry(i, child)), bo)
+                table = child
+                continue
+            if kind != ENTRY_TABLE:
+                raise PageTableError(f"virtual address {va:#x}: {lv.name} entry {ent:#x} is not a table")
+            table = int(ops.table_pa(i, ent))
+        lv = self._levels[self._last]
+        return table + ((va >> lv.shift) & (lv.entries - 1)) * esz
+
+    def read_pte(self, epa: int) -> int:
+        return self._mem.read_u64(epa, self._bo)
+
+    def write_pte(self, epa: int, value: int) -> None:
+        self._mem.write_u64(epa, value, self._bo)
+
+    def pte_slots(
+        self, vas: NDArray[np.uint64], allocate: bool
+    ) -> tuple[NDArray[np.uint64], NDArray[np.bool_]]:
+        """PTE addresses for many VAs; with ``allocate`` every path is populated.
+
+        Returns (entry addresses, reachable); unreachable lanes (missing tables, only
+        without ``allocate``) have meaningless addresses.
+        """
+        vas = np.asarray(vas, dtype=np.uint64)
+        if allocate:
+            undo: list[tuple[int, int]] = []
+            try:
+                epa = self._populate(vas, self._last, undo)
+            except BaseException:
+                for _parent, child in reversed(undo):
+                    self._free_table(child)
+                self._undo_parents(undo)
+                raise
+            return epa, np.ones(vas.shape, dtype=np.bool_)
+        return self._walk_to(vas, self._last)
+
+    def read_ptes(self, epas: NDArray[np.uint64]) -> NDArray[np.uint64]:
+        return self._mem.gather_u64(epas, self._bo)
+
+    def write_ptes(self, epas: NDArray[np.uint64], values: NDArray[np.uint64]) -> None:
+        self._mem.scatter_u64(epas, values, self._bo)
+
+    def range_ptes(
+        self, start: int, npages: int
+    ) -> tuple[NDArray[np.uint64], NDArray[np.uint64], NDArray[np.bool_]]:
+        """(vas, ptes, reachable) for ``npages`` base pages from ``start``; missing = empty."""
+        vas = np.uint64(start) + np.arange(npages, dtype=np.uint64) * np.uint64(self.fmt.page_size)
+        epa, reach = self._walk_to(vas, self._last)
+        ptes = np.full(npages, self._ops.empty_entry(self._last), dtype=np.uint64)
+        if reach.any():
+            ptes[reach] = self._mem.gather_u64(epa[reach], self._bo)
+        return vas, ptes, reach
+
+    def epas_for(self, vas: NDArray[np.uint64]) -> NDArray[np.uint64]:
+        """PTE addresses of VAs whose paths exist (callers checked reachability)."""
+        return self._walk_to(np.asarray(vas, dtype=np.uint64), self._last)[0]
+
+    def free_pgtables(self, start: int, end: int) -> None:
+        """Free page tables under [start, end) that hold no entry any more (free_pgtables)."""
+        if end <= start:
+            return
+        step = self._levels[-2].page_size if len(self._levels) > 1 else self.fmt.page_size
+        first = start - start % step
+        vas = np.arange(first, end, step, dtype=np.uint64)
+        self._free_empty(vas, self._last)
+
     def free(self) -> None:
         """Release every table, the root included (the mm is gone)."""
         for pa in list(self._owned):

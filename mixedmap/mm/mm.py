@@ -1,0 +1,449 @@
+"""An address space (the kernel's mm_struct): VMAs over page tables, with the syscalls that
+shape it (mmap, munmap, mprotect, fork, exit) and user accesses that fault like a CPU would.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+from mixedmap._log import get_logger
+from mixedmap.arch import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
+from mixedmap.errors import EACCES, EINVAL, ENOMEM, SIGBUS, SIGSEGV, OOMError
+from mixedmap.mm import memory, rmap
+from mixedmap.mm.fault import handle_mm_fault
+from mixedmap.mm.vma import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_POPULATE,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    PROT_EXEC,
+    PROT_READ,
+    PROT_WRITE,
+    VM,
+    VMA,
+    FaultResult,
+    mnemonics,
+)
+
+if TYPE_CHECKING:
+    from mixedmap.machine import Machine
+
+log = get_logger("mixedmap.mm")
+_ids = itertools.count(1)
+
+
+def parse_prot(prot: int | str) -> int:
+    """PROT_* bits from an int or a string such as "r", "rw", "rwx", "none"."""
+    if isinstance(prot, int):
+        if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
+            raise EINVAL(f"unknown prot bits {prot:#x}")
+        return prot
+    if prot == "none":
+        return 0
+    bits = {"r": PROT_READ, "w": PROT_WRITE, "x": PROT_EXEC}
+    if not prot or any(c not in bits for c in prot):
+        raise EINVAL(f"unknown prot {prot!r}; use r, rw, rx, rwx or none")
+    return sum(bits[c] for c in set(prot))
+
+
+@attrs.frozen
+class Access:
+    """The outcome of one user access: which fault (if any) the kernel took."""
+
+    va: int
+    fault: str
+    pfn: int
+
+
+class MM:
+    """mm_struct: page tables, VMAs and RSS counters of one process."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.id = next(_ids)
+        self.mode = machine.mode
+        self.fmt = machine.fmt
+        self.ops = machine.mode.mode.ops
+        self.has_special = machine.mode.has_special
+        self.page_size = machine.page_size
+        self.page_shift = machine.fmt.page_shift
+        self.empty_pte = int(self.ops.empty_entry(len(self.fmt.levels) - 1))
+        self.pt = machine.new_pagetable()
+        self.vmas: list[VMA] = []
+        self.rss_file = 0
+        self.rss_anon = 0
+        self.dead = False
+        fmt = self.fmt
+        top = 1 << (fmt.va_bits - 1) if fmt.va_rule == "canonical" else 1 << fmt.va_bits
+        self.task_size = top - self.page_size
+        self.mmap_base = min(0x1000_0000, self.task_size // 4)
+        self._tracer: Any = machine.tracer
+
+    # -- helpers for the mm paths -----------------------------------------------------------
+    @property
+    def root(self) -> int:
+        """The root register value of this address space (CR3, ASCE, PGD)."""
+        return self.pt.root
+
+    @property
+    def rss(self) -> dict[str, int]:
+        return {"file": self.rss_file, "anon": self.rss_anon}
+
+    def pte_special_one(self, pte: int) -> bool:
+        return bool(self.mode.pte_special(np.array([pte], dtype=np.uint64))[0])
+
+    def mkspecial_one(self, pte: int) -> int:
+        """``pte_mkspecial``; the identity on a profile without the bit (the kernel's stub)."""
+        if not self.has_special:
+            return pte
+        return int(self.mode.pte_mkspecial(np.array([pte], dtype=np.uint64))[0])
+
+    def copy_page(self, src_pfn: int, dst_pfn: int) -> None:
+        ps = self.page_size
+        self.machine.mem.write(dst_pfn * ps, self.machine.mem.read(src_pfn * ps, ps))
+
+    def cow_user_page(self, dst_pfn: int, src_page: int | None, src_pfn: int) -> None:
+        """``cow_user_page``: copy from the page, or without one through the user address.
+
+        The old PTE still maps ``src_pfn`` read-only, so a copy "from the user address" reads
+        exactly the bytes at that pfn; the model reads them from physical memory.
+        """
+        self.copy_page(src_pfn if src_page is None else src_page, dst_pfn)
+
+    def trace(self, event: str, func: str, vma: VMA | None, addr: int, pfn: int | None, before: int) -> None:
+        if self._tracer is not None:
+            self._tracer(event=event, func=func, mm=self.id, addr=addr, pfn=pfn, before=before)
+
+    def trace_range(self, event: str, func: str, vma: VMA | None, addr: int, npages: int) -> None:
+        if self._tracer is not None:
+            self._tracer(event=event, func=func, mm=self.id, addr=addr, npages=npages)
+
+    # -- VMAs -----------------------------------------------------------------------------------
+    def find_vma(self, addr: int) -> VMA | None:
+        """The VMA containing ``addr`` (None if none does)."""
+        i = bisect.bisect_right([v.start for v in self.vmas], addr) - 1
+        if i >= 0 and self.vmas[i].contains(addr):
+            return self.vmas[i]
+        return None
+
+    def _insert_vma(self, vma: VMA) -> None:
+        bisect.insort(self.vmas, vma, key=lambda v: v.start)
+
+    def _get_unmapped_area(self, length: int) -> int:
+        addr = self.mmap_base
+        for v in self.vmas:
+            if v.end <= addr:
+                continue
+            if v.start >= addr + length:
+                break
+            addr = v.end
+        if addr + length > self.task_size:
+            raise ENOMEM(f"no free {length:#x}-byte gap below TASK_SIZE {self.task_size:#x}")
+        return addr
+
+    def _split(self, addr: int) -> None:
+        """Split the VMA containing ``addr`` so that a VMA starts there (split_vma)."""
+        vma = self.find_vma(addr)
+        if vma is None or vma.start == addr:
+            return
+        tail = attrs.evolve(vma, start=addr, pgoff=vma.linear_pgoff(addr))
+        vma.end = addr
+        self._insert_vma(tail)
+
+    def _vmas_in(self, start: int, end: int) -> list[VMA]:
+        return [v for v in self.vmas if v.start < end and start < v.end]
+
+    def vm_get_page_prot(self, flags: int) -> int:
+        """``vm_get_page_prot``: protection_map[flags & (READ|WRITE|EXEC|SHARED)]."""
+        return self.fmt.protection_map[flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)]
+
+    # -- syscalls --------------------------------------------------------------------------------
+    def mmap(
+        self,
+        length: int,
+        prot: int | str,
+        flags: int,
+        file: Any = None,
+        pgoff: int = 0,
+        addr: int | None = None,
+    ) -> int:
+        """``do_mmap_pgoff`` (2.6.27 mm/mmap.c): returns the address of the new VMA.
+
+        VM_SHARED/VM_MAYSHARE/VM_MAYWRITE follow the file's open mode; the file's
+        ``mmap`` (f_op->mmap) may then set flags and vm_ops (xip_file_mmap sets MIXEDMAP).
+        """
+        self._alive()
+        p = parse_prot(prot)
+        if length <= 0:
+            raise EINVAL(f"mmap: length {length} must be positive")
+        length = -(-length // self.page_size) * self.page_size
+        if bool(flags & MAP_SHARED) == bool(flags & MAP_PRIVATE):
+            raise EINVAL("mmap: exactly one of MAP_SHARED and MAP_PRIVATE")
+        anonymous = file is None
+        if anonymous != bool(flags & MAP_ANONYMOUS) and flags & MAP_ANONYMOUS:
+            raise EINVAL("mmap: MAP_ANONYMOUS with a file")
+        if pgoff < 0:
+            raise EINVAL(f"mmap: negative pgoff {pgoff}")
+        vm = VM(p) | VM.MAYREAD | VM.MAYWRITE | VM.MAYEXEC
+        if anonymous:
+            if flags & MAP_SHARED:
+                raise EINVAL("mmap: shared anonymous memory (shmem) is not modelled")
+        else:
+            readable, writable = bool(getattr(file, "readable", True)), bool(getattr(file, "writable", False))
+            if not readable:
+                raise EACCES(f"mmap: {file!r} is not open for reading")
+            if flags & MAP_SHARED:
+                if p & PROT_WRITE and not writable:
+                    raise EACCES(f"mmap: PROT_WRITE on a MAP_SHARED mapping of read-only {file!r}")
+                vm |= VM.SHARED | VM.MAYSHARE
+                if not writable:
+                    vm &= ~(VM.MAYWRITE | VM.SHARED)
+        if addr is not None and flags & MAP_FIXED:
+            if addr % self.page_size or addr + length > self.task_size:
+                raise EINVAL(f"mmap: MAP_FIXED address {addr:#x} is unaligned or beyond TASK_SIZE")
+            start = addr
+        else:
+            start = self._get_unmapped_area(length)
+        vma = VMA(
+            mm=self,
+            start=start,
+            end=start + length,
+            flags=vm,
+            page_prot=self.vm_get_page_prot(vm),
+            pgoff=pgoff,
+            file=file,
+        )
+        if file is not None and hasattr(file, "mmap"):
+            file.mmap(vma)  # may raise; nothing is installed yet
+            vma.page_prot = self.vm_get_page_prot(vma.flags)
+        if addr is not None and flags & MAP_FIXED:
+            self.munmap(start, length)
+        self._insert_vma(vma)
+        log.debug("mmap", mm=self.id, start=start, length=length, flags=mnemonics(vma.flags))
+        if flags & MAP_POPULATE:
+            self.populate(start, length)
+        return start
+
+    def populate(self, start: int, length: int) -> None:
+        """``make_pages_present`` (MAP_POPULATE): fault every page of the range in."""
+        vma = self.find_vma(start)
+        write = bool(vma and vma.flags & VM.WRITE and vma.flags & VM.SHARED)
+        for va in range(start, start + length, self.page_size):
+            v = self.find_vma(va)
+            if v is None:
+                raise ENOMEM(f"populate: {va:#x} is not mapped")
+            slot = self.pt.pte_slot(va, allocate=False)
+            if slot is not None and self.ops.pte_present(self.pt.read_pte(slot)):
+                continue
+            ret = handle_mm_fault(self, v, va, write and bool(v.flags & VM.WRITE))
+            if ret & FaultResult.OOM:
+                raise ENOMEM(f"populate: out of memory at {va:#x}")
+            if ret & FaultResult.SIGBUS:
+                break
+
+    def munmap(self, addr: int, length: int) -> None:
+        """``do_munmap``: split VMAs at the edges, zap, drop VMAs, free empty page tables."""
+        self._alive()
+        if addr % self.page_size or length <= 0:
+            raise EINVAL(f"munmap: bad range {addr:#x}+{length:#x}")
+        end = addr + -(-length // self.page_size) * self.page_size
+        self._split(addr)
+        self._split(end)
+        for vma in self._vmas_in(addr, end):
+            memory.zap_pte_range(vma, vma.start, vma.end)
+            self.vmas.remove(vma)
+        self.pt.free_pgtables(addr, end)
+
+    def mprotect(self, addr: int, length: int, prot: int | str) -> None:
+        """``sys_mprotect``: new flags and page_prot; present PTEs get ``pte_modify``."""
+        self._alive()
+        p = parse_prot(prot)
+        if addr % self.page_size or length <= 0:
+            raise EINVAL(f"mprotect: bad range {addr:#x}+{length:#x}")
+        end = addr + -(-length // self.page_size) * self.page_size
+        covered = sorted(self._vmas_in(addr, end), key=lambda v: v.start)
+        pos = addr
+        for v in covered:
+            if v.start > pos:
+                break
+            pos = v.end
+        if pos < end:
+            raise ENOMEM(f"mprotect: [{addr:#x}, {end:#x}) is not fully mapped")
+        for v in covered:
+            if p & PROT_WRITE and not v.flags & VM.MAYWRITE:
+                raise EACCES(f"mprotect: PROT_WRITE on {v.describe()} without VM_MAYWRITE")
+        self._split(addr)
+        self._split(end)
+        for vma in self._vmas_in(addr, end):
+            vma.flags = VM((vma.flags & ~(VM.READ | VM.WRITE | VM.EXEC)) | p)
+            vma.page_prot = self.vm_get_page_prot(vma.flags)
+            vas, ptes, reach = self.pt.range_ptes(vma.start, vma.npages)
+            live = reach & np.asarray(self.ops.pte_present(ptes), dtype=np.bool_)
+            if live.any():
+                new = np.asarray(self.ops.pte_modify(ptes[live], vma.page_prot), dtype=np.uint64)
+                self.pt.write_ptes(self.pt.epas_for(vas[live]), new)
+            self.trace_range("mprotect", "mm/mprotect.c:change_pte_range", vma, vma.start, vma.npages)
+
+    def fork(self) -> MM:
+        """``dup_mm``/``dup_mmap``: a child with copies of the VMAs (not VM_DONTCOPY) and,
+        where 2.6.27 copies them, of the PTEs."""
+        self._alive()
+        child = MM(self.machine)
+        self.machine.mms.append(child)
+        try:
+            for vma in self.vmas:
+                if vma.flags & VM.DONTCOPY:
+                    continue
+                new = attrs.evolve(vma, mm=child)
+                child._insert_vma(new)
+                memory.copy_page_range(child, vma, new)
+        except BaseException:
+            child.exit()
+            raise
+        return child
+
+    def exit(self) -> None:
+        """``exit_mmap``: zap everything and free every page table (the root too)."""
+        if self.dead:
+            return
+        for vma in list(self.vmas):
+            memory.zap_pte_range(vma, vma.start, vma.end)
+        self.vmas.clear()
+        self.pt.free()
+        self.dead = True
+        if self in self.machine.mms:
+            self.machine.mms.remove(self)
+
+    def _alive(self) -> None:
+        if self.dead:
+            raise EINVAL(f"mm {self.id} has exited")
+
+    # -- user accesses --------------------------------------------------------------------------
+    def access(self, va: int, write: bool = False, exec: bool = False) -> Access:
+        """One user access, as the CPU and ``do_page_fault`` would handle it.
+
+        Returns which fault the kernel took ("none" when the PTE allowed it); SIGSEGV,
+        SIGBUS and OOM come as typed errors.
+        """
+        self._alive()
+        vma = self.find_vma(va)
+        if vma is None:
+            raise SIGSEGV(f"SIGSEGV: no mapping at {va:#x}", va)
+        if write and not vma.flags & VM.WRITE:
+            raise SIGSEGV(f"SIGSEGV: write to {va:#x} in {vma.describe()}", va)
+        if exec and not vma.flags & VM.EXEC:
+            raise SIGSEGV(f"SIGSEGV: exec at {va:#x} in {vma.describe()}", va)
+        if not vma.flags & (VM.READ | VM.WRITE | VM.EXEC):
+            raise SIGSEGV(f"SIGSEGV: access to PROT_NONE {va:#x}", va)
+        page_va = va - va % self.page_size
+        slot = self.pt.pte_slot(page_va, allocate=False)
+        pte = self.pt.read_pte(slot) if slot is not None else self.empty_pte
+        ops = self.ops
+        fault = "none"
+        if ops.pte_present(pte) and (not write or ops.pte_write(pte)):
+            entry = int(ops.pte_mkyoung(pte))  # what the MMU (or the arch's fault path) sets
+            if write:
+                entry = int(ops.pte_mkdirty(entry))
+            if entry != pte and slot is not None:
+                self.pt.write_pte(slot, entry)
+        else:
+            was_present = bool(ops.pte_present(pte))
+            ret = handle_mm_fault(self, vma, page_va, write)
+            if ret & FaultResult.OOM:
+                raise OOMError(f"VM_FAULT_OOM at {va:#x}", va)
+            if ret & FaultResult.SIGBUS:
+                raise SIGBUS(f"SIGBUS at {va:#x} in {vma.describe()}", va)
+            fault = "wp" if was_present else "fault"
+            slot = self.pt.pte_slot(page_va, allocate=False)
+            assert slot is not None
+            pte = self.pt.read_pte(slot)
+            if not ops.pte_present(pte) or (write and not ops.pte_write(pte)):
+                # NOPAGE for a private write: the PTE is read-only now; the retried access
+                # takes the write-protect fault (two faults, as the kernel takes them).
+                ret = handle_mm_fault(self, vma, page_va, write)
+                if ret & FaultResult.OOM:
+                    raise OOMError(f"VM_FAULT_OOM at {va:#x}", va)
+                if ret & FaultResult.SIGBUS:
+                    raise SIGBUS(f"SIGBUS at {va:#x} in {vma.describe()}", va)
+                fault = "fault+wp"
+                pte = self.pt.read_pte(slot)
+        return Access(va=va, fault=fault, pfn=int(ops.pte_pfn(pte)))
+
+    def _pages(self, va: int, n: int) -> Iterator[tuple[int, int, int]]:
+        while n > 0:
+            off = va % self.page_size
+            chunk = min(n, self.page_size - off)
+            yield va, off, chunk
+            va, n = va + chunk, n - chunk
+
+    def read(self, va: int, n: int) -> bytes:
+        """Read ``n`` user bytes at ``va``, faulting pages in as needed."""
+        out = bytearray()
+        for page_va, off, chunk in self._pages(va, n):
+            acc = self.access(page_va)
+            out += self.machine.mem.read(acc.pfn * self.page_size + off, chunk)
+        return bytes(out)
+
+    def write(self, va: int, data: bytes) -> None:
+        """Write user bytes at ``va`` (write faults, COW, as needed)."""
+        pos = 0
+        for page_va, off, chunk in self._pages(va, len(data)):
+            acc = self.access(page_va, write=True)
+            self.machine.mem.write(acc.pfn * self.page_size + off, data[pos : pos + chunk])
+            pos += chunk
+
+    # -- accounting -----------------------------------------------------------------------------
+    def smaps(self) -> list[dict[str, Any]]:
+        """A /proc/PID/smaps view as 2.6.27 counts it (fs/proc/task_mmu.c).
+
+        Rss counts every present PTE, special ones included; Shared, Private and Pss only
+        normal pages (a page mapped more than once is shared).
+        """
+        out = []
+        ps = self.page_size
+        for vma in self.vmas:
+            vas, ptes, reach = self.pt.range_ptes(vma.start, vma.npages)
+            present = reach & np.asarray(self.ops.pte_present(ptes), dtype=np.bool_)
+            rec: dict[str, Any] = {
+                "start": vma.start,
+                "end": vma.end,
+                "Size": vma.end - vma.start,
+                "Rss": int(present.sum()) * ps,
+                "Pss": 0,
+                "Shared_Clean": 0,
+                "Shared_Dirty": 0,
+                "Private_Clean": 0,
+                "Private_Dirty": 0,
+                "Referenced": 0,
+                "VmFlags": mnemonics(vma.flags),
+            }
+            if present.any():
+                pfns = memory.vm_normal_pages(vma, vas[present], ptes[present])
+                normal = pfns >= 0
+                if normal.any():
+                    npfns = pfns[normal].astype(np.uint64)
+                    pt = ptes[present][normal]
+                    mc = rmap.mapcount(self.machine.memmap, npfns)
+                    row, col = self.machine.memmap.rows(npfns)
+                    from mixedmap.phys.memmap import PG
+
+                    dirty = np.asarray(self.ops.pte_dirty(pt), dtype=np.bool_) | (
+                        (self.machine.memmap.flags[row, col] & np.uint32(PG.dirty)) != 0
+                    )
+                    young = np.asarray(self.ops.pte_young(pt), dtype=np.bool_)
+                    shared = mc >= 2
+                    rec["Shared_Clean"] = int((shared & ~dirty).sum()) * ps
+                    rec["Shared_Dirty"] = int((shared & dirty).sum()) * ps
+                    rec["Private_Clean"] = int((~shared & ~dirty).sum()) * ps
+                    rec["Private_Dirty"] = int((~shared & dirty).sum()) * ps
+                    rec["Referenced"] = int(young.sum()) * ps
+                    rec["Pss"] = int(np.sum(ps // np.maximum(mc, 1)))
+            out.append(rec)
+        return out
