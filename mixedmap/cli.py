@@ -79,15 +79,22 @@ class Ctx:
         return self.registry.bind(arch).mode(kernel, **options)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The CLI's one handler (a class of its own so repeated runs do not stack them)."""
+class _StderrHandler(logging.Handler):
+    """The CLI's one handler: writes to whatever sys.stderr is at the time (in-process
+    callers and tests swap it), and is a class of its own so repeated runs do not stack."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
 
 
 def _configure_logging(verbose: int, log_json: bool) -> None:
     logger = logging.getLogger("mixedmap")
     logger.setLevel(max(logging.DEBUG, logging.WARNING - 10 * verbose))
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        logger.addHandler(_StderrHandler(sys.stderr))
+        logger.addHandler(_StderrHandler())
     render_json(log_json)
 
 

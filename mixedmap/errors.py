@@ -134,3 +134,11 @@ class OOMError(FaultError):
     """VM_FAULT_OOM: the fault could not get memory (the OOM killer's business)."""
 
     signal = "OOM"
+
+
+class ENODEV(KernelErrno):
+    errno = _errno.ENODEV
+
+
+class EOPNOTSUPP(KernelErrno):
+    errno = _errno.EOPNOTSUPP

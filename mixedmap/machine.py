@@ -183,7 +183,11 @@ class Machine:
             busy = (self.memmap.mapcount[row, col] > 0) | (self.memmap.refcount[row, col] > 1)
             if busy.any():
                 raise EBUSY(f"region {name!r}: page {int(pfns[busy][0]):#x} is still in use")
-            self.memmap.remove_sections(first, count)
+            shift = self.mode.mode.memory.section_size_bits
+            for sec in self.memmap.section_range(first, count):
+                lo, size = sec << shift, 1 << shift
+                if not any(r.memmap and r.name != name and r.overlaps(lo, size) for r in self.regions):
+                    self.memmap.remove_sections(sec << (shift - fmt.page_shift), 1)
         self.mem.discard(region.start, region.size)
         return self.regions.remove(name)
 

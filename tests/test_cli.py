@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +22,16 @@ mixedmap_pte_mkspecial = _p.mixedmap_pte_mkspecial
 
 
 @pytest.fixture(autouse=True)
-def clitoy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def clitoy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     make_distribution(tmp_path / "d", "mixedmap-clitoy", {"clitoy_plugin": TOY}, {"clitoy": "clitoy_plugin"})
     monkeypatch.syspath_prepend(str(tmp_path / "d"))
+    yield
+    # The CLI is an application: it configures the "mixedmap" logger of its process.
+    # Running it in-process, undo that so library tests see the library's defaults.
+    logger = logging.getLogger("mixedmap")
+    for handler in [h for h in logger.handlers if type(h).__name__ == "_StderrHandler"]:
+        logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
 
 
 def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:

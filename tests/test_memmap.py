@@ -178,3 +178,15 @@ def test_64gib_machine_is_sparse(case: Case) -> None:
     assert set(m.pages.leaks()) == {"pagetable"}, f"{case.id}: only page tables are still held"
     pt.free()
     assert m.pages.leaks() == {}, case.id
+
+
+def test_removing_a_region_keeps_shared_sections() -> None:
+    """A device sharing a memory section with RAM must not take RAM's struct pages along."""
+    m = toy("200M")
+    m.add_region("small", 202 * MiB, 2 * MiB, memmap=True)
+    (pfn,) = m.pages.alloc_pages(1).tolist()  # some RAM page, state must survive
+    ram_pfn = (150 * MiB) >> 12
+    assert m.page(ram_pfn) is not None
+    m.remove_region("small")
+    assert m.page(ram_pfn) is not None and m.page(pfn) is not None and m.page(pfn).refcount == 1  # type: ignore[union-attr]
+    assert m.memmap_bytes() == 2 * (128 * MiB >> 12) * 64
