@@ -1,18 +1,24 @@
 """pluggy hook implementations of the x86_64 arch (entry point ``x86_64`` in group ``mixedmap``).
 
-Only the arch description and the special-bit primitives live here; ``pfn_valid`` is the
-core's default SPARSEMEM answer. The special hooks serve 2.6.27 and 6.18, where bit 9 is
-``_PAGE_SPECIAL``; 2.6.26 has no special bit (its format's ``special_mask`` is None).
+The arch description, the special-bit primitives and the XIP driver models live here;
+``pfn_valid`` is the core's default SPARSEMEM answer. The special hooks serve 2.6.27 and
+6.18, where bit 9 is ``_PAGE_SPECIAL``; 2.6.26 has no special bit (its format's
+``special_mask`` is None). The XIP models: ``brd`` (2.6.26, 2.6.27) in
+:mod:`mixedmap_x86.xip_brd`, ``pmem`` (6.18) in :mod:`mixedmap_x86.xip_pmem`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from numpy.typing import NDArray
 
-from mixedmap import ArchSpec, PageTableFormat, hookimpl
+from mixedmap import ArchSpec, PageTableFormat, XipDriverModel, hookimpl
 from mixedmap_x86.formats import ARCH
 from mixedmap_x86.spec import arch_spec
+from mixedmap_x86.xip_brd import BRD
+from mixedmap_x86.xip_pmem import PMEM
 
 
 @hookimpl
@@ -37,3 +43,9 @@ def mixedmap_pte_mkspecial(fmt: PageTableFormat, ptes: NDArray[np.uint64]) -> ND
         return None
     result: NDArray[np.uint64] = ptes | np.uint64(fmt.special_mask)
     return result
+
+
+@hookimpl
+def mixedmap_xip_drivers() -> Iterable[XipDriverModel]:
+    """brd with CONFIG_BLK_DEV_XIP (2.6.26, 2.6.27) and legacy-pmem ``pmem`` (6.18)."""
+    return (BRD, PMEM)
