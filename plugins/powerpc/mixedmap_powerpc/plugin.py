@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from numpy.typing import NDArray
 
-from mixedmap import ArchSpec, PageTableFormat, hookimpl
+from mixedmap import ArchSpec, PageTableFormat, XipDriverModel, hookimpl
+from mixedmap_powerpc import axonram
 from mixedmap_powerpc.spec import arch_spec
 
 
@@ -13,6 +16,12 @@ from mixedmap_powerpc.spec import arch_spec
 def mixedmap_arch_spec() -> ArchSpec:
     """Describe ppc64: hash (2.6.26, 2.6.27, 6.18) and radix (6.18) modes."""
     return arch_spec()
+
+
+@hookimpl
+def mixedmap_xip_drivers() -> Iterable[XipDriverModel]:
+    """``axonram`` (IBM Cell Axon DDR2 banks), under 2.6.26 and 2.6.27 only: removed in 2017."""
+    return axonram.xip_drivers()
 
 
 def _mask(fmt: PageTableFormat) -> np.uint64:
