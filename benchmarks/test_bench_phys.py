@@ -14,7 +14,9 @@ from mixedmap import ArchRegistry, Machine
 N_PAGES = 262_144
 
 
-def test_alloc_free_262144_pages_in_batches(benchmark, arch: str, kernel: str, registry: ArchRegistry) -> None:  # type: ignore[no-untyped-def]
+def test_alloc_free_262144_pages_in_batches(
+    benchmark, arch: str, kernel: str, registry: ArchRegistry
+) -> None:  # type: ignore[no-untyped-def]
     m = Machine(arch, kernel, ram="4G", registry=registry)
     n = N_PAGES * 4096 // m.page_size
 
