@@ -54,6 +54,9 @@ from mixedmap.errors import (
     VMBug,
 )
 from mixedmap.machine import Machine, PageInfo, parse_size
+from mixedmap.mm.file import DeviceFile
+from mixedmap.mm.mm import MM, Access
+from mixedmap.mm.vma import VM, VMA, FaultResult
 from mixedmap.pgtable import Leaf, PageTable, WalkStep
 from mixedmap.phys.memmap import PG
 from mixedmap.phys.regions import Region
@@ -61,6 +64,7 @@ from mixedmap.plugin import API_VERSION, hookimpl
 from mixedmap.plugin.registry import ArchRegistry, default_registry
 from mixedmap.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 from mixedmap.xip.device import SECTOR_SIZE, RangeDevice, XipDevice
+from mixedmap.xip.fs import XipFS
 
 __version__ = "0.1.0"
 
@@ -83,13 +87,17 @@ __all__ = [
     "EPERM",
     "ERANGE",
     "EROFS",
+    "MM",
     "PG",
     "PROFILES",
     "SECTOR_SIZE",
+    "VM",
+    "VMA",
     "VM_EXEC",
     "VM_READ",
     "VM_SHARED",
     "VM_WRITE",
+    "Access",
     "AddressError",
     "ArchMode",
     "ArchRegistry",
@@ -97,6 +105,8 @@ __all__ = [
     "ArchSpecError",
     "BitField",
     "Capabilities",
+    "DeviceFile",
+    "FaultResult",
     "KernelErrno",
     "Leaf",
     "Level",
@@ -122,6 +132,7 @@ __all__ = [
     "WalkStep",
     "XipDevice",
     "XipDriverModel",
+    "XipFS",
     "bits",
     "default_registry",
     "get_profile",

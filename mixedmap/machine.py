@@ -164,6 +164,12 @@ class Machine:
                         f"which holds {clash.name!r} (no struct pages)"
                     )
             self.memmap.add_sections(first, count)
+            if region.kind == "device":
+                # memmap_init_zone: every struct page starts reserved with one reference;
+                # only RAM is handed to the buddy allocator (refcount 0 = free).
+                row, col = self.memmap.rows(np.arange(first, first + count, dtype=np.uint64))
+                self.memmap.refcount[row, col] = 1
+                self.memmap.flags[row, col] = PG.reserved
         self.regions.add(region)
         log.debug(
             "region_added", name=region.name, start=region.start, size=region.size, memmap=region.memmap

@@ -1,0 +1,180 @@
+"""A small XIP filesystem on any XIP block device: ext2 ``-o xip`` in spirit.
+
+Blocks are pages of the device (ext2 XIP requires block size == PAGE_SIZE); a file is an
+array of block numbers per page offset, -1 for a hole. ``get_xip_mem`` (``fs/ext2/xip.c``)
+maps a file page to its block and asks the device's ``direct_access`` for (kaddr, pfn).
+Metadata lives in Python (this is not an on-disk ext2); file contents are real bytes on
+the device.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mixedmap.errors import EEXIST, EINVAL, ENOENT, ENOSPC, EROFS, KernelErrno
+from mixedmap.xip.device import SECTOR_SIZE, XipDevice
+
+if TYPE_CHECKING:
+    from mixedmap.mm.vma import VMA
+
+_ino = itertools.count(2)
+
+
+class ENODATA(KernelErrno):
+    """get_xip_mem on a hole without create."""
+
+    errno = 61
+
+
+class Inode:
+    """A file: size in bytes and a block number per page (-1 = hole). The address_space."""
+
+    def __init__(self, fs: XipFS, name: str) -> None:
+        self.fs = fs
+        self.name = name
+        self.ino = next(_ino)
+        self.size = 0
+        self.blocks: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+
+    @property
+    def npages(self) -> int:
+        return -(-self.size // self.fs.page_size)
+
+    def _grow_blocks(self, npages: int) -> None:
+        if npages > self.blocks.size:
+            grown = np.full(npages, -1, dtype=np.int64)
+            grown[: self.blocks.size] = self.blocks
+            self.blocks = grown
+
+    def block(self, pgoff: int) -> int:
+        return int(self.blocks[pgoff]) if 0 <= pgoff < self.blocks.size else -1
+
+    def __repr__(self) -> str:
+        return f"<Inode {self.name} ino={self.ino} size={self.size}>"
+
+
+class XipFile:
+    """An open file (struct file): mode plus the inode; ``mmap`` is xip_file_mmap."""
+
+    def __init__(self, inode: Inode, readable: bool, writable: bool) -> None:
+        self.inode = inode
+        self.readable = readable
+        self.writable = writable
+
+    @property
+    def mapping(self) -> Inode:
+        return self.inode
+
+    def mmap(self, vma: VMA) -> None:
+        from mixedmap.xip.filemap import xip_file_mmap
+
+        xip_file_mmap(self, vma)
+
+    def read(self, offset: int, length: int) -> bytes:
+        from mixedmap.xip.filemap import xip_file_read
+
+        return xip_file_read(self, offset, length)
+
+    def write(self, offset: int, data: bytes) -> int:
+        from mixedmap.xip.filemap import xip_file_write
+
+        return xip_file_write(self, offset, data)
+
+    def __repr__(self) -> str:
+        return f"<XipFile {self.inode.name} {'r' if self.readable else ''}{'w' if self.writable else ''}>"
+
+
+class XipFS:
+    """A mounted XIP filesystem on ``device`` (read-only when the device is)."""
+
+    def __init__(self, device: XipDevice, read_only: bool | None = None) -> None:
+        self.device = device
+        self.machine = device.machine
+        self.page_size = device.machine.page_size
+        if device.size % self.page_size:
+            raise EINVAL(
+                f"{device.name}: size {device.size:#x} is not a whole number of {self.page_size}-byte blocks"
+            )
+        self.read_only = device.read_only if read_only is None else (read_only or device.read_only)
+        self.nblocks = device.size // self.page_size
+        self._used = np.zeros(self.nblocks, dtype=np.bool_)
+        self.files: dict[str, Inode] = {}
+
+    # -- namespace ------------------------------------------------------------------------
+    def create(
+        self, name: str, data: bytes | str | Path = b"", size: int | None = None, holes: Any = ()
+    ) -> Inode:
+        """Create a file from bytes or a host file, as the image was built.
+
+        ``size`` larger than the data leaves holes at the end; ``holes`` lists page
+        offsets inside the data left unallocated (their bytes must be zero). Works on a
+        read-only device too: building the image is not a write through the filesystem.
+        """
+        if name in self.files:
+            raise EEXIST(f"{name!r} exists")
+        blob = Path(data).read_bytes() if isinstance(data, (str, Path)) else bytes(data)
+        total = len(blob) if size is None else size
+        if total < len(blob):
+            raise EINVAL(f"size {total} is smaller than the data ({len(blob)} bytes)")
+        ps = self.page_size
+        hole_set = {int(h) for h in holes}
+        data_pages = [p for p in range(-(-len(blob) // ps)) if p not in hole_set]
+        for p in hole_set:
+            if p * ps < len(blob) and any(blob[p * ps : (p + 1) * ps]):
+                raise EINVAL(f"page {p} of {name!r} is listed as a hole but holds data")
+        if len(data_pages) > int((~self._used).sum()):
+            raise ENOSPC(
+                f"{self.device.name}: {len(data_pages)} blocks needed, {int((~self._used).sum())} free"
+            )
+        inode = Inode(self, name)
+        inode._grow_blocks(-(-total // ps))
+        blocks = self._alloc_blocks(len(data_pages))
+        for p, b in zip(data_pages, blocks.tolist(), strict=True):
+            inode.blocks[p] = b
+            chunk = blob[p * ps : (p + 1) * ps]
+            self.device.fill(chunk + bytes(ps - len(chunk)), b * ps)
+        inode.size = total
+        self.files[name] = inode
+        return inode
+
+    def open(self, name: str, mode: str = "r") -> XipFile:
+        """Open ``name``; mode "r", "w" or "rw" (write needs a writable filesystem)."""
+        if mode not in ("r", "w", "rw"):
+            raise EINVAL(f"open mode {mode!r}; use r, w or rw")
+        try:
+            inode = self.files[name]
+        except KeyError:
+            raise ENOENT(f"no file {name!r} on {self.device.name}") from None
+        if "w" in mode and self.read_only:
+            raise EROFS(f"{self.device.name} is mounted read-only")
+        return XipFile(inode, readable="r" in mode, writable="w" in mode)
+
+    # -- blocks ---------------------------------------------------------------------------
+    def _alloc_blocks(self, n: int) -> NDArray[np.int64]:
+        free = np.flatnonzero(~self._used)[:n]
+        if free.size < n:
+            raise ENOSPC(f"{self.device.name}: no free block")
+        self._used[free] = True
+        return free.astype(np.int64)
+
+    def alloc_block(self) -> int:
+        """A zeroed free block (ext2_get_block(create) + ext2_clear_xip_target)."""
+        (b,) = self._alloc_blocks(1).tolist()
+        self.device.fill(bytes(self.page_size), b * self.page_size)
+        return int(b)
+
+    def free_blocks(self, blocks: NDArray[np.int64]) -> None:
+        self._used[blocks[blocks >= 0]] = False
+
+    def direct_access(self, block: int) -> tuple[int, int]:
+        """The device's direct_access for a block (sector = block * PAGE_SIZE/512)."""
+        return self.device.direct_access(block * (self.page_size // SECTOR_SIZE))
+
+    @property
+    def free_bytes(self) -> int:
+        return int((~self._used).sum()) * self.page_size
