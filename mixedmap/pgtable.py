@@ -76,6 +76,9 @@ class PageTable:
         self._levels = self.fmt.levels
         self._last = len(self._levels) - 1
         self._owned: dict[int, int] = {}  # table pa -> level index
+        # (va >> shift of the PTE table's reach, PTE table pa) of the last scalar walk: a
+        # one-entry "TLB" for tables, dropped whenever any table is freed.
+        self._pte_cache: tuple[int, int] = (-1, 0)
         self.root_pa = self._new_table(0) if tables is not None else 0
 
     @classmethod
@@ -112,6 +115,7 @@ class PageTable:
         return pa
 
     def _free_table(self, pa: int) -> None:
+        self._pte_cache = (-1, 0)
         i = self._owned.pop(pa)
         if self._tables is not None:
             self._tables.free(self._levels[i], pa)
@@ -488,6 +492,10 @@ class PageTable:
         on the path is a PageTableError (the mm layer maps base pages only).
         """
         ops, mem, bo, esz = self._ops, self._mem, self._bo, self.fmt.entry_size
+        leaf = self._levels[self._last]
+        key = va >> (leaf.shift + leaf.index_bits)
+        if self._pte_cache[0] == key:
+            return self._pte_cache[1] + ((va >> leaf.shift) & (leaf.entries - 1)) * esz
         table = self.root_pa
         for i in range(self._last):
             lv = self._levels[i]
@@ -504,8 +512,8 @@ class PageTable:
             if kind != ENTRY_TABLE:
                 raise PageTableError(f"virtual address {va:#x}: {lv.name} entry {ent:#x} is not a table")
             table = int(ops.table_pa(i, ent))
-        lv = self._levels[self._last]
-        return table + ((va >> lv.shift) & (lv.entries - 1)) * esz
+        self._pte_cache = (key, table)
+        return table + ((va >> leaf.shift) & (leaf.entries - 1)) * esz
 
     def read_pte(self, epa: int) -> int:
         return self._mem.read_u64(epa, self._bo)

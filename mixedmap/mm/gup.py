@@ -16,6 +16,7 @@ from mixedmap.errors import EFAULT, ENOMEM
 from mixedmap.mm.fault import handle_mm_fault
 from mixedmap.mm.memory import vm_normal_page
 from mixedmap.mm.vma import VM, FaultResult
+from mixedmap.profiles import V2_6_27
 
 if TYPE_CHECKING:
     from mixedmap.mm.mm import MM
@@ -103,11 +104,11 @@ def get_user_pages_fast(mm: MM, start: int, nr_pages: int, write: bool) -> GupFa
     takes mmap_sem and calls get_user_pages for everything).
     """
     addr = start - start % mm.page_size
-    if not mm.has_special:
+    if not mm.has_special or mm.machine.profile < V2_6_27:
+        # get_user_pages_fast arrived in 2.6.27 (mm/util.c's fallback: plain get_user_pages).
+        why = "no pte_special" if not mm.has_special else "no get_user_pages_fast before 2.6.27"
         pfns = get_user_pages(mm, addr, nr_pages, write)
-        return GupFastResult(
-            pfns, 0, int(pfns.size), f"no pte_special under {mm.fmt.profile}: no lockless walk"
-        )
+        return GupFastResult(pfns, 0, int(pfns.size), f"{why} under {mm.fmt.profile}: no lockless walk")
     _vas, ptes, reach = mm.pt.range_ptes(addr, nr_pages)
     ok = reach & np.asarray(mm.ops.pte_present(ptes), dtype=np.bool_)
     reason = ""

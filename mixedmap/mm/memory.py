@@ -173,13 +173,16 @@ def remap_pfn_range(vma: VMA, addr: int, pfn: int, size: int, prot: int | None =
     """
     mm = vma.mm
     prot = vma.page_prot if prot is None else prot
+    if addr % mm.page_size:
+        raise EINVAL(f"remap_pfn_range: address {addr:#x} is not page aligned")
+    size = -(-size // mm.page_size) * mm.page_size  # end = addr + PAGE_ALIGN(size)
     end = addr + size
-    if size <= 0 or addr % mm.page_size or size % mm.page_size:
-        raise EINVAL(f"remap_pfn_range: [{addr:#x}, +{size:#x}) is not a page-aligned range")
-    if addr < vma.start or end > vma.end:
-        raise EINVAL(f"remap_pfn_range: [{addr:#x}, {end:#x}) is outside the VMA {vma.describe()}")
     if vma.is_cow and (addr != vma.start or end != vma.end):
         raise EINVAL("remap_pfn_range: a COW mapping must be remapped whole (vm_pgoff becomes the pfn)")
+    if size <= 0:
+        raise VMBug(f"remap_pfn_range: BUG_ON(addr >= end) for [{addr:#x}, {end:#x})")
+    if addr < vma.start or end > vma.end:
+        raise EINVAL(f"remap_pfn_range: [{addr:#x}, {end:#x}) is outside the VMA {vma.describe()}")
     npages = size >> mm.page_shift
     if pfn + npages > mm.fmt.max_pfn:
         raise EINVAL(

@@ -85,6 +85,8 @@ class MM:
         self.task_size = top - self.page_size
         self.mmap_base = min(0x1000_0000, self.task_size // 4)
         self._tracer: Any = machine.tracer
+        # Verified once per binding to equal the arch's hooks (see BoundMode).
+        self._special_mask = machine.mode.special_scalar_mask()
 
     # -- helpers for the mm paths -----------------------------------------------------------
     @property
@@ -97,12 +99,16 @@ class MM:
         return {"file": self.rss_file, "anon": self.rss_anon}
 
     def pte_special_one(self, pte: int) -> bool:
+        if self._special_mask is not None:
+            return bool(pte & self._special_mask)
         return bool(self.mode.pte_special(np.array([pte], dtype=np.uint64))[0])
 
     def mkspecial_one(self, pte: int) -> int:
         """``pte_mkspecial``; the identity on a profile without the bit (the kernel's stub)."""
         if not self.has_special:
             return pte
+        if self._special_mask is not None:
+            return pte | self._special_mask
         return int(self.mode.pte_mkspecial(np.array([pte], dtype=np.uint64))[0])
 
     def copy_page(self, src_pfn: int, dst_pfn: int) -> None:
@@ -191,7 +197,7 @@ class MM:
             raise EINVAL("mmap: MAP_ANONYMOUS with a file")
         if pgoff < 0:
             raise EINVAL(f"mmap: negative pgoff {pgoff}")
-        vm = VM(p) | VM.MAYREAD | VM.MAYWRITE | VM.MAYEXEC
+        vm = p | VM.MAYREAD | VM.MAYWRITE | VM.MAYEXEC
         if anonymous:
             if flags & MAP_SHARED:
                 raise EINVAL("mmap: shared anonymous memory (shmem) is not modelled")
@@ -221,8 +227,9 @@ class MM:
             file=file,
         )
         if file is not None and hasattr(file, "mmap"):
-            file.mmap(vma)  # may raise; nothing is installed yet
-            vma.page_prot = self.vm_get_page_prot(vma.flags)
+            # may raise; nothing is installed yet. vm_page_prot was set before ->mmap and a
+            # driver may change it there (pgprot_noncached...): mmap_region keeps it.
+            file.mmap(vma)
         if addr is not None and flags & MAP_FIXED:
             self.munmap(start, length)
         self._insert_vma(vma)
@@ -282,7 +289,7 @@ class MM:
         self._split(addr)
         self._split(end)
         for vma in self._vmas_in(addr, end):
-            vma.flags = VM((vma.flags & ~(VM.READ | VM.WRITE | VM.EXEC)) | p)
+            vma.flags = (vma.flags & ~(VM.READ | VM.WRITE | VM.EXEC)) | p
             vma.page_prot = self.vm_get_page_prot(vma.flags)
             vas, ptes, reach = self.pt.range_ptes(vma.start, vma.npages)
             live = reach & np.asarray(self.ops.pte_present(ptes), dtype=np.bool_)

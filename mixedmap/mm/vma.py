@@ -16,8 +16,12 @@ if TYPE_CHECKING:
     from mixedmap.mm.mm import MM
 
 
-class VM(enum.IntFlag):
-    """vm_flags (2.6.27 values; the removed ones name the release that removed them)."""
+class VM:
+    """vm_flags (2.6.27 values; the removed ones name the release that removed them).
+
+    Plain ints, not an IntFlag: every fault tests several flags, and IntFlag arithmetic
+    costs microseconds each time. ``mnemonics`` gives the readable form.
+    """
 
     READ = 0x00000001
     WRITE = 0x00000002
@@ -43,7 +47,7 @@ class VM(enum.IntFlag):
 
 
 #: /proc/PID/smaps VmFlags mnemonics (fs/proc/task_mmu.c; the line itself arrived in 3.8).
-MNEMONICS: tuple[tuple[VM, str], ...] = (
+MNEMONICS: tuple[tuple[int, str], ...] = (
     (VM.READ, "rd"),
     (VM.WRITE, "wr"),
     (VM.EXEC, "ex"),
@@ -116,7 +120,8 @@ class VMA:
     mm: MM = attrs.field(repr=False)
     start: int
     end: int
-    flags: VM
+    #: vm_flags, kept a plain int (IntFlag arithmetic costs microseconds per fault).
+    flags: int = attrs.field(converter=int)
     page_prot: int
     pgoff: int = 0
     file: Any = None

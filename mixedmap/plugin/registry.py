@@ -80,6 +80,7 @@ class BoundMode:
 
     arch: ArchBinding
     mode: ArchMode
+    _scalar_mask: int | None = None
 
     @property
     def fmt(self) -> PageTableFormat:
@@ -94,6 +95,31 @@ class BoundMode:
         if not self.has_special:
             return np.zeros(ptes.shape, dtype=np.bool_)
         return self.arch.pte_special(self.mode.fmt, ptes)
+
+    def special_scalar_mask(self) -> int | None:
+        """The special mask when the arch's hooks are exactly "test/set that mask".
+
+        Checked once per binding on a sample of entries (one batch per hook); the scalar
+        fault path then tests and sets the bit without a pluggy dispatch per fault. None
+        (keep calling the hooks) for an arch whose hooks do something else.
+        """
+        if not self.has_special:
+            return None
+        if self._scalar_mask is None:
+            mask = self.mode.fmt.special_mask or 0
+            rng = np.random.default_rng(0x5EC1A1)
+            ops, fmt = self.mode.ops, self.mode.fmt
+            pfns = rng.integers(0, min(fmt.max_pfn, 1 << 40), size=64, dtype=np.uint64)
+            sample = np.concatenate(
+                [np.asarray(ops.pfn_pte(pfns, p), dtype=np.uint64) for p in sorted(set(fmt.protection_map))]
+                + [rng.integers(0, 2**63, size=256, dtype=np.uint64) << np.uint64(1)]
+            )
+            same = bool(
+                np.array_equal(self.arch.pte_mkspecial(fmt, sample), sample | np.uint64(mask))
+                and np.array_equal(self.arch.pte_special(fmt, sample), (sample & np.uint64(mask)) != 0)
+            )
+            self._scalar_mask = mask if same else 0
+        return self._scalar_mask or None
 
     def pte_mkspecial(self, ptes: NDArray[np.uint64]) -> NDArray[np.uint64]:
         if not self.has_special:
