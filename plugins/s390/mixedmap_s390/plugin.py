@@ -8,10 +8,13 @@ added and removed at run time) made the ``pfn_valid`` scheme unworkable there. T
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from numpy.typing import NDArray
 
-from mixedmap import ArchSpec, PageTableFormat, hookimpl
+from mixedmap import ArchSpec, PageTableFormat, XipDriverModel, hookimpl
+from mixedmap_s390 import dcssblk
 from mixedmap_s390.spec import build_spec
 
 
@@ -39,3 +42,9 @@ def mixedmap_pte_mkspecial(fmt: PageTableFormat, ptes: NDArray[np.uint64]) -> ND
     """``pte_val(pte) |= _PAGE_SPECIAL`` (6.18: ``set_pte_bit``), batched; no other bit changes."""
     out: NDArray[np.uint64] = np.asarray(ptes, dtype=np.uint64) | _special(fmt)
     return out
+
+
+@hookimpl
+def mixedmap_xip_drivers() -> Iterable[XipDriverModel]:
+    """``dcssblk``: block devices over z/VM DCSS segments (see :mod:`mixedmap_s390.dcssblk`)."""
+    return tuple(dcssblk.drivers())
