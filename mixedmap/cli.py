@@ -639,11 +639,11 @@ def xip_create(
         show_header=False,
     )
     for key, value in d.items():
-        shown = (
-            f"{value:#x}"
-            if isinstance(value, int) and not isinstance(value, bool) and key != "size"
-            else str(value)
-        )
+        is_addr = any(w in key for w in ("phys", "kaddr", "addr", "start", "end"))
+        if isinstance(value, int) and not isinstance(value, bool):
+            shown = f"{value:#x}" if is_addr else f"{value:,}"
+        else:
+            shown = str(value)
         table.add_row(key, shown)
     for key, value in (rec["direct_access(0)"] or {}).items():
         table.add_row(f"direct_access(0).{key}", str(value))
