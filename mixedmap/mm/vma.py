@@ -47,6 +47,7 @@ class VM:
 
 
 #: /proc/PID/smaps VmFlags mnemonics (fs/proc/task_mmu.c; the line itself arrived in 3.8).
+#: VM_RESERVED was gone by then (3.7) and has none: "rr" there means VM_RAND_READ.
 MNEMONICS: tuple[tuple[int, str], ...] = (
     (VM.READ, "rd"),
     (VM.WRITE, "wr"),
@@ -62,7 +63,6 @@ MNEMONICS: tuple[tuple[int, str], ...] = (
     (VM.IO, "io"),
     (VM.DONTCOPY, "dc"),
     (VM.DONTEXPAND, "de"),
-    (VM.RESERVED, "rr"),
     (VM.HUGETLB, "ht"),
     (VM.NONLINEAR, "nl"),
     (VM.MIXEDMAP, "mm"),

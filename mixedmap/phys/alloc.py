@@ -45,12 +45,15 @@ class FrameAllocator:
             raise OutOfMemory(f"need {count} frames, {self.nr_free} free of {self.nr_frames}")
         found: list[NDArray[np.int64]] = []
         need = count
+        window = max(1 << 16, 2 * count)  # scan in windows: no RAM-sized temporaries
         for lo, hi in ((self._cursor, self.nr_frames), (0, self._cursor)):
-            if need == 0:
-                break
-            free = np.flatnonzero(~self._used[lo:hi])[:need] + lo
-            found.append(free)
-            need -= free.size
+            pos = lo
+            while need and pos < hi:
+                end = min(hi, pos + window)
+                free = np.flatnonzero(~self._used[pos:end])[:need] + pos
+                found.append(free)
+                need -= free.size
+                pos = end
         rel = np.concatenate(found)
         self._used[rel] = True
         self._nr_used += count
@@ -58,24 +61,24 @@ class FrameAllocator:
         return (rel + self.start_pfn).astype(np.uint64)
 
     def alloc_contig(self, count: int, align: int = 1) -> int:
-        """First pfn of ``count`` contiguous free frames aligned to ``align`` frames."""
+        """First pfn of ``count`` contiguous free frames aligned to ``align`` frames.
+
+        Scans the bitmap window by window (lowest first), so a 64 GiB machine needs no
+        RAM-sized temporary for a 16 KiB page table.
+        """
         if count <= 0 or align <= 0 or align & (align - 1):
             raise ValueError(f"bad contiguous request count={count} align={align}")
+        step = max(align, 1 << 16)
+        step -= step % align
         first = (-self.start_pfn) % align
-        span = self.nr_frames - first
-        blocks = span // max(count, align) if count <= align else span // align
-        if count <= align:
-            view = self._used[first : first + blocks * align].reshape(blocks, align)[:, :count]
-            free = np.flatnonzero(~view.any(axis=1))
-            if free.size:
-                rel = first + int(free[0]) * align
-                return self._take(rel, count)
-        else:
-            starts = np.arange(first, self.nr_frames - count + 1, align)
-            csum = np.concatenate([[0], np.cumsum(self._used, dtype=np.int64)])
+        for lo in range(first, self.nr_frames - count + 1, step):
+            hi = min(self.nr_frames, lo + step + count)  # windows overlap by count frames
+            used = self._used[lo:hi]
+            csum = np.concatenate([[0], np.cumsum(used, dtype=np.int64)])
+            starts = np.arange(0, used.size - count + 1, align)
             ok = np.flatnonzero(csum[starts + count] - csum[starts] == 0)
             if ok.size:
-                return self._take(int(starts[ok[0]]), count)
+                return self._take(lo + int(starts[ok[0]]), count)
         raise OutOfMemory(f"no {count} contiguous free frames aligned to {align}")
 
     def _take(self, rel: int, count: int) -> int:

@@ -117,6 +117,8 @@ def xip_file_fault(vma: VMA, vmf: VMFault) -> FaultResult:
                     vm_insert_page(vma, vmf.address, sparse)
                 except ENOMEM:
                     return FaultResult.OOM
+                except KernelErrno:
+                    pass  # 2.6.27: only -ENOMEM is checked; -EBUSY (a racing fault) is NOPAGE
                 return FaultResult.NOPAGE
             machine.pages.get_page(sparse)
             vmf.page = sparse
