@@ -71,8 +71,8 @@ class Machine:
     ) -> None:
         self.registry = registry or default_registry()
         self.binding = self.registry.bind(arch)
-        self.profile = get_profile(kernel)
-        self.mode: BoundMode = self.binding.mode(self.profile.name, **arch_options)
+        self.mode: BoundMode = self.binding.mode(None if kernel is None else get_profile(kernel).name, **arch_options)
+        self.profile = get_profile(self.mode.mode.profile)
         fmt = self.mode.fmt
         size = parse_size(ram)
         if size <= 0 or size % fmt.page_size:

@@ -269,27 +269,31 @@ class MM:
         self.pt.free_pgtables(addr, end)
 
     def mprotect(self, addr: int, length: int, prot: int | str) -> None:
-        """``sys_mprotect``: new flags and page_prot; present PTEs get ``pte_modify``."""
+        """``sys_mprotect``: new flags and page_prot; present PTEs get ``pte_modify``.
+
+        As 2.6.27 mm/mprotect.c, VMA by VMA in address order: a VMA whose VM_MAY* bits
+        forbid the new protection stops it with EACCES, a hole with ENOMEM; the VMAs
+        before either keep their new protection.
+        """
         self._alive()
         p = parse_prot(prot)
         if addr % self.page_size or length <= 0:
             raise EINVAL(f"mprotect: bad range {addr:#x}+{length:#x}")
         end = addr + -(-length // self.page_size) * self.page_size
-        covered = sorted(self._vmas_in(addr, end), key=lambda v: v.start)
+        vma = self.find_vma(addr)
+        if vma is None:
+            raise ENOMEM(f"mprotect: {addr:#x} is not mapped")
         pos = addr
-        for v in covered:
-            if v.start > pos:
-                break
-            pos = v.end
-        if pos < end:
-            raise ENOMEM(f"mprotect: [{addr:#x}, {end:#x}) is not fully mapped")
-        for v in covered:
-            if p & PROT_WRITE and not v.flags & VM.MAYWRITE:
-                raise EACCES(f"mprotect: PROT_WRITE on {v.describe()} without VM_MAYWRITE")
-        self._split(addr)
-        self._split(end)
-        for vma in self._vmas_in(addr, end):
-            vma.flags = (vma.flags & ~(VM.READ | VM.WRITE | VM.EXEC)) | p
+        while True:
+            newflags = (vma.flags & ~(VM.READ | VM.WRITE | VM.EXEC)) | p
+            if newflags & ~(newflags >> 4) & (VM.READ | VM.WRITE | VM.EXEC):
+                raise EACCES(f"mprotect: {prot!r} on {vma.describe()} exceeds its VM_MAY* bits")
+            tmp = min(vma.end, end)
+            self._split(pos)  # mprotect_fixup
+            self._split(tmp)
+            vma = self.find_vma(pos)
+            assert vma is not None
+            vma.flags = newflags
             vma.page_prot = self.vm_get_page_prot(vma.flags)
             vas, ptes, reach = self.pt.range_ptes(vma.start, vma.npages)
             live = reach & np.asarray(self.ops.pte_present(ptes), dtype=np.bool_)
@@ -297,6 +301,13 @@ class MM:
                 new = np.asarray(self.ops.pte_modify(ptes[live], vma.page_prot), dtype=np.uint64)
                 self.pt.write_ptes(self.pt.epas_for(vas[live]), new)
             self.trace_range("mprotect", "mm/mprotect.c:change_pte_range", vma, vma.start, vma.npages)
+            pos = tmp
+            if pos >= end:
+                return
+            nxt = self.find_vma(pos)
+            if nxt is None or nxt.start != pos:
+                raise ENOMEM(f"mprotect: [{addr:#x}, {end:#x}) has a hole at {pos:#x}")
+            vma = nxt
 
     def fork(self) -> MM:
         """``dup_mm``/``dup_mmap``: a child with copies of the VMAs (not VM_DONTCOPY) and,

@@ -53,8 +53,14 @@ class ArchBinding:
         return self.spec.name
 
     def mode(self, kernel: str | None = None, **options: object) -> BoundMode:
-        """The bound mode for a kernel profile and arch options."""
+        """The bound mode for a kernel profile and arch options.
+
+        Without ``kernel`` the default profile (2.6.27) is used, or, for an arch that did
+        not exist then (e.g. riscv64), the newest profile it has.
+        """
         profile = get_profile(kernel).name
+        if kernel is None and profile not in self.spec.profiles:
+            profile = self.spec.profiles[-1]
         return BoundMode(arch=self, mode=self.spec.select(profile, options))
 
     def pte_special(self, fmt: PageTableFormat, ptes: NDArray[np.uint64]) -> NDArray[np.bool_]:
