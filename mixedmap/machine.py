@@ -71,7 +71,9 @@ class Machine:
     ) -> None:
         self.registry = registry or default_registry()
         self.binding = self.registry.bind(arch)
-        self.mode: BoundMode = self.binding.mode(None if kernel is None else get_profile(kernel).name, **arch_options)
+        self.mode: BoundMode = self.binding.mode(
+            None if kernel is None else get_profile(kernel).name, **arch_options
+        )
         self.profile = get_profile(self.mode.mode.profile)
         fmt = self.mode.fmt
         size = parse_size(ram)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from .conftest import Case
-from .test_pgtable import user_va_limit
+from mixedmap.conformance.test_pgtable import user_va_limit
 
 WALKERS = {"x86_64": "x86", "s390x": "s390", "ppc64": "powerpc"}
 

@@ -98,9 +98,9 @@ class GupFastResult:
 def get_user_pages_fast(mm: MM, start: int, nr_pages: int, write: bool) -> GupFastResult:
     """arch/x86/mm/gup.c ``get_user_pages_fast`` (2.6.27), generic over the arch.
 
-    The walk takes no lock and looks only at PTEs: present, writable when writing, and
-    not special; it stops at the first page that fails and hands the rest to the slow
-    path. A profile without the special bit has no fast path (the generic fallback
+    The walk takes no lock and looks only at PTEs: present and user-accessible (not
+    PROT_NONE), writable when writing, and not special; it stops at the first page that
+    fails and hands the rest to the slow path. A profile without the special bit has no fast path (the generic fallback
     takes mmap_sem and calls get_user_pages for everything).
     """
     addr = start - start % mm.page_size
@@ -112,6 +112,14 @@ def get_user_pages_fast(mm: MM, start: int, nr_pages: int, write: bool) -> GupFa
     _vas, ptes, reach = mm.pt.range_ptes(addr, nr_pages)
     ok = reach & np.asarray(mm.ops.pte_present(ptes), dtype=np.bool_)
     reason = ""
+    # gup_pte_range wants _PAGE_PRESENT|_PAGE_USER (x86, powerpc 2.6.27): a PROT_NONE PTE is
+    # present to Linux but not to the user, and stops the walk. Generically: a PTE that
+    # pte_modify to PAGE_NONE (protection_map[0]) leaves unchanged carries PAGE_NONE.
+    protnone = np.zeros(nr_pages, dtype=np.bool_)
+    if ok.any():
+        none_prot = mm.fmt.protection_map[0]
+        protnone[ok] = np.asarray(mm.ops.pte_modify(ptes[ok], none_prot), dtype=np.uint64) == ptes[ok]
+        ok &= ~protnone
     if write:
         ok &= np.asarray(mm.ops.pte_write(ptes), dtype=np.bool_)
     special = np.zeros(nr_pages, dtype=np.bool_)
@@ -124,6 +132,8 @@ def get_user_pages_fast(mm: MM, start: int, nr_pages: int, write: bool) -> GupFa
         b = int(bad[0])
         if not reach[b] or not mm.ops.pte_present(int(ptes[b])):
             reason = "pte not present"
+        elif protnone[b]:
+            reason = "pte not user-accessible (PROT_NONE)"
         elif special[b]:
             reason = "special pte"
         else:

@@ -14,9 +14,10 @@ import numpy as np
 
 from mixedmap._log import get_logger
 from mixedmap.arch import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
-from mixedmap.errors import EACCES, EINVAL, ENOMEM, SIGBUS, SIGSEGV, OOMError
+from mixedmap.errors import EACCES, EFAULT, EINVAL, ENOMEM, SIGBUS, SIGSEGV, OOMError
 from mixedmap.mm import memory, rmap
 from mixedmap.mm.fault import handle_mm_fault
+from mixedmap.mm.gup import get_user_pages
 from mixedmap.mm.vma import (
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -239,21 +240,21 @@ class MM:
         return start
 
     def populate(self, start: int, length: int) -> None:
-        """``make_pages_present`` (MAP_POPULATE): fault every page of the range in."""
+        """``make_pages_present`` (2.6.27, MAP_POPULATE): ``get_user_pages`` over the range,
+        write = VM_WRITE (so a private writable mapping is COWed page by page), no pages.
+
+        mmap ignores the result: population stops at the first page GUP cannot get (a
+        special PTE is -EFAULT in 2008, SIGBUS beyond EOF, an IO/PFNMAP VMA) or on OOM.
+        """
         vma = self.find_vma(start)
-        write = bool(vma and vma.flags & VM.WRITE and vma.flags & VM.SHARED)
-        for va in range(start, start + length, self.page_size):
-            v = self.find_vma(va)
-            if v is None:
-                raise ENOMEM(f"populate: {va:#x} is not mapped")
-            slot = self.pt.pte_slot(va, allocate=False)
-            if slot is not None and self.ops.pte_present(self.pt.read_pte(slot)):
-                continue
-            ret = handle_mm_fault(self, v, va, write and bool(v.flags & VM.WRITE))
-            if ret & FaultResult.OOM:
-                raise ENOMEM(f"populate: out of memory at {va:#x}")
-            if ret & FaultResult.SIGBUS:
-                break
+        if vma is None:
+            return
+        npages = -(-length // self.page_size)
+        try:
+            pinned = get_user_pages(self, start, npages, bool(vma.flags & VM.WRITE))
+        except (EFAULT, ENOMEM):
+            return
+        self.machine.pages.put_page(pinned)  # the model's GUP always takes FOLL_GET refs
 
     def munmap(self, addr: int, length: int) -> None:
         """``do_munmap``: split VMAs at the edges, zap, drop VMAs, free empty page tables."""

@@ -1,0 +1,93 @@
+"""Contract: what every arch plugin must declare correctly before anything else is tested.
+
+These run first; when one fails for an arch, the rest of that arch's tests are skipped with
+a pointer here (array-api-tests #51: no cascade of noise from one broken declaration).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixedmap import API_VERSION, ENTRY_NONE, Support
+from mixedmap.conformance.cases import ArchCase
+from mixedmap.profiles import PROFILES
+
+
+class TestContract:
+    """ArchSpec validity, capabilities against hooks, geometry, byte order, PFN round trips."""
+
+    def test_spec_identity(self, arch_case: ArchCase) -> None:
+        b = arch_case.registry.bind(arch_case.arch)
+        spec = b.spec
+        assert spec.api_version == API_VERSION, f"{arch_case.id}: api_version {spec.api_version}"
+        assert spec.name == arch_case.arch and set(spec.profiles) <= set(PROFILES)
+        for p in spec.profiles:
+            defaults = [m for m in spec.modes if m.profile == p and m.default]
+            assert len(defaults) == 1, f"{arch_case.id}: profile {p} has {len(defaults)} default modes"
+
+    def test_capabilities_match_hooks(self, arch_case: ArchCase) -> None:
+        b = arch_case.registry.bind(arch_case.arch)
+        hooks = set(b.implemented)
+        has = {"mixedmap_pte_special", "mixedmap_pte_mkspecial"} <= hooks
+        claims = b.spec.caps.pte_special is Support.YES
+        assert has == claims, (
+            f"{arch_case.id}: caps.pte_special={b.spec.caps.pte_special.value}, hooks {sorted(hooks)}"
+        )
+        if arch_case.mode.fmt.special_mask is not None:
+            assert has, f"{arch_case.id}: special_mask set but the hooks are missing"
+
+    def test_level_geometry(self, arch_case: ArchCase) -> None:
+        fmt = arch_case.mode.fmt
+        shift = fmt.page_shift
+        for lv in reversed(fmt.levels):
+            assert lv.shift == shift, f"{arch_case.id}: level {lv.name} shift {lv.shift}, expected {shift}"
+            assert lv.entries * fmt.entry_size <= lv.table_bytes <= lv.alloc_bytes
+            shift += lv.index_bits
+        assert shift == fmt.va_bits, f"{arch_case.id}: levels cover {shift} bits, va_bits {fmt.va_bits}"
+        assert fmt.entry_size in (4, 8) and fmt.byteorder in ("little", "big")
+
+    def test_pfn_roundtrip_and_field(self, arch_case: ArchCase) -> None:
+        ops, fmt = arch_case.mode.ops, arch_case.mode.fmt
+        top = min(fmt.max_pfn, 1 << 50)
+        pfns = np.array([0, 1, 0x12345, top // 3, top - 1], dtype=np.uint64)
+        for idx, prot in enumerate(fmt.protection_map):
+            ptes = np.asarray(ops.pfn_pte(pfns, prot), dtype=np.uint64)
+            got = np.asarray(ops.pte_pfn(ptes), dtype=np.uint64)
+            assert (got == pfns).all(), f"{arch_case.id}: prot[{idx}]={prot:#x}: pte_pfn(pfn_pte(p)) != p"
+        fields = [f for f in fmt.pte_bits if f.kind == "field" and f.mask == fmt.pfn_mask]
+        assert fields, f"{arch_case.id}: pte_bits has no field with the pfn mask {fmt.pfn_mask:#x}"
+
+    def test_special_bit_outside_pfn_and_declared(self, arch_case: ArchCase) -> None:
+        fmt = arch_case.mode.fmt
+        if fmt.special_mask is None:
+            pytest.skip(f"{arch_case.id}: no special bit under {fmt.profile}")
+        assert fmt.special_mask & fmt.pfn_mask == 0
+        assert bin(fmt.special_mask).count("1") == 1, f"{arch_case.id}: special mask {fmt.special_mask:#x}"
+        named = {f.mask for f in fmt.pte_bits}
+        assert fmt.special_mask in named, f"{arch_case.id}: special bit {fmt.special_mask:#x} not in pte_bits"
+
+    def test_entries_stored_in_declared_byte_order(self, arch_case: ArchCase) -> None:
+        m = arch_case.machine(ram="64M")
+        pt = m.new_pagetable()
+        pt.map(0x40 * m.page_size, 0x1234, "rw")
+        leaf = pt.lookup(0x40 * m.page_size)
+        assert leaf is not None and leaf.pfn == 0x1234, arch_case.id
+        raw = m.mem.read(leaf.entry_pa, m.fmt.entry_size)
+        assert raw == leaf.value.to_bytes(m.fmt.entry_size, m.fmt.byteorder), (
+            f"{arch_case.id}: stored {raw.hex()} for {leaf.value:#x} ({m.fmt.byteorder})"
+        )
+
+    def test_empty_entries(self, arch_case: ArchCase) -> None:
+        ops, fmt = arch_case.mode.ops, arch_case.mode.fmt
+        last = len(fmt.levels) - 1
+        assert ops.pte_none(ops.empty_entry(last)) and not ops.pte_present(ops.empty_entry(last)), (
+            arch_case.id
+        )
+        for i in range(last):
+            assert ops.entry_kind(i, ops.empty_entry(i)) == ENTRY_NONE, f"{arch_case.id}: level {i}"
+
+    def test_root_register_roundtrip(self, arch_case: ArchCase) -> None:
+        m = arch_case.machine(ram="64M")
+        pt = m.new_pagetable()
+        assert m.mode.mode.ops.root_table_pa(pt.root) == pt.root_pa, f"{arch_case.id}: root {pt.root:#x}"
