@@ -239,7 +239,7 @@ def zap_pte_range(vma: VMA, start: int, end: int) -> int:
             dirty = np.asarray(mm.ops.pte_dirty(ptes[present][normal]), dtype=np.bool_) & ~anon
             if dirty.any():
                 rmap.set_page_dirty(mm.machine.memmap, npfns[dirty])
-            pass  # MUTATION: rmap.page_remove_rmap(mm.machine.memmap, npfns)
+            rmap.page_remove_rmap(mm.machine.memmap, npfns)
             rmap.put_pages(mm.machine.pages, npfns)
     mm.trace_range("zap", "mm/memory.c:zap_pte_range", vma, start, npages)
     return int(live.sum())
