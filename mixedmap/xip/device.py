@@ -184,4 +184,7 @@ class XipDriverModel:
     description: str = ""
     profiles: tuple[str, ...] = ()
     params: tuple[tuple[str, str], ...] = ()
+    #: Parameters that create a small device on a 256 MiB machine (the conformance suite
+    #: uses them to exercise the driver's contract); () means "the defaults do".
+    example: tuple[tuple[str, object], ...] = ()
     create: Callable[..., Any] = attrs.field(eq=False, repr=False)

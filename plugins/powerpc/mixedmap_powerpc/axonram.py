@@ -304,6 +304,7 @@ MODEL: Final = XipDriverModel(
         "pfn = (ph_addr + offset) >> PAGE_SHIFT (2.6.27's literal pfn was bogus: literal_pfn())"
     ),
     profiles=PROFILES,
+    example=(("size", "64M"),),
     params=(
         (
             "start",

@@ -477,5 +477,6 @@ def drivers() -> Iterable[XipDriverModel]:
         ),
         profiles=PROFILES,
         params=PARAMS,
+        example=(("segment", "CONFTEST"), ("start", "1G"), ("size", "64M"), ("type", "SW")),
         create=create,
     )

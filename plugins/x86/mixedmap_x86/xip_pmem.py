@@ -209,6 +209,7 @@ PMEM: Final = XipDriverModel(
         "ZONE_DEVICE struct pages and DAX, or a raw namespace without pages and without DAX"
     ),
     profiles=PROFILES,
+    example=(("size", "64M"),),
     params=(
         ("size", "bytes, e.g. 1G (required)"),
         ("start", "physical address; default the first 1 GiB boundary above RAM and other regions"),
