@@ -6,7 +6,9 @@ even on a machine with no arch plugin installed.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 
 import attrs
 import pytest
@@ -73,3 +75,14 @@ def case(request: pytest.FixtureRequest) -> Case:
 @pytest.fixture
 def registry() -> ArchRegistry:
     return REGISTRY
+
+
+@pytest.fixture(autouse=True)
+def _undo_cli_logging() -> Iterator[None]:
+    """The CLI is an application and configures the "mixedmap" logger of its process; tests
+    that run it in-process must not leave that for the library tests after them."""
+    yield
+    logger = logging.getLogger("mixedmap")
+    for handler in [h for h in logger.handlers if type(h).__name__ == "_StderrHandler"]:
+        logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
