@@ -708,7 +708,21 @@ def conformance(
         args += ["--junitxml", junitxml]
     args += list(pytest_args)
     reporter = MatrixReporter()
-    code = _pytest.main(args, plugins=[reporter])
+    from mixedmap.plugin.manager import DISABLE_ENV
+    from mixedmap.plugin.registry import reset_default_registry
+
+    saved = os.environ.get(DISABLE_ENV)
+    if obj.disable:  # the suite builds its own registry: tell it what this run disabled
+        os.environ[DISABLE_ENV] = ",".join(obj.disable)
+    reset_default_registry()
+    try:
+        code = _pytest.main(args, plugins=[reporter])
+    finally:
+        if saved is None:
+            os.environ.pop(DISABLE_ENV, None)
+        else:
+            os.environ[DISABLE_ENV] = saved
+        reset_default_registry()
     reporter.render(out)
     if json_path:
         reporter.write_json(
@@ -741,7 +755,10 @@ def profiles(as_json: bool) -> None:
 def run(argv: Sequence[str] | None = None) -> int:
     """Entry point that turns mixedmap errors into one clear line and exit status 2."""
     try:
-        main.main(args=list(argv) if argv is not None else None, prog_name="mixedmap", standalone_mode=False)
+        # Without standalone mode click *returns* the code of an Exit instead of raising it.
+        rv = main.main(
+            args=list(argv) if argv is not None else None, prog_name="mixedmap", standalone_mode=False
+        )
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.ClickException as exc:
@@ -753,7 +770,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except MixedmapError as exc:
         err.print(f"[red]error:[/red] {exc}")
         return 2
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 def entry() -> None:

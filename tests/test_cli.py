@@ -99,3 +99,10 @@ def test_errors_are_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown kernel profile '3.0'" in capsys.readouterr().err
     assert run(["pte", "encode", "--arch", "clitoy", "--pfn", "1", "--set", "NOPE"]) == 2
     assert "unknown bit 'NOPE'" in capsys.readouterr().err
+
+
+def test_conformance_exit_status_follows_pytest(capsys: pytest.CaptureFixture[str]) -> None:
+    """A run that selects no test is pytest's exit 5: the command must not report success."""
+    assert run(["conformance", "--arch", "clitoy", "--", "-k", "no_such_test_anywhere"]) == 5
+    assert run(["conformance", "--arch", "nosucharch"]) == 2
+    assert "'nosucharch' is not installed" in capsys.readouterr().err

@@ -78,6 +78,26 @@ class TestContract:
             f"{arch_case.id}: stored {raw.hex()} for {leaf.value:#x} ({m.fmt.byteorder})"
         )
 
+    def test_one_byte_order_across_modes(self, arch_case: ArchCase) -> None:
+        """The CPU walks an arch's tables in one byte order, whatever the mode or profile.
+
+        The model stores and reads entries in the declared order, so a wrong declaration is
+        self-consistent and only shows against the arch's other modes. An arch whose modes
+        really differ says so with a ``byteorder`` option equal to the format's.
+        """
+        spec = arch_case.registry.bind(arch_case.arch).spec
+        mine = arch_case.mode.fmt.byteorder
+        chosen = dict(arch_case.mode.options).get("byteorder")
+        if chosen is not None:
+            assert chosen == mine, f"{arch_case.id}: option byteorder={chosen!r}, format {mine!r}"
+            return
+        others = {
+            f"{m.name}/{m.profile}": m.fmt.byteorder
+            for m in spec.modes
+            if "byteorder" not in dict(m.options) and m.fmt.byteorder != mine
+        }
+        assert not others, f"{arch_case.id}: entries {mine}-endian, other modes of the arch: {others}"
+
     def test_empty_entries(self, arch_case: ArchCase) -> None:
         ops, fmt = arch_case.mode.ops, arch_case.mode.fmt
         last = len(fmt.levels) - 1

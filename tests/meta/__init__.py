@@ -1,0 +1,1 @@
+"""Meta tests (not shipped): the conformance suite must fail deliberately broken arches."""
