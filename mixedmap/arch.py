@@ -365,6 +365,9 @@ class ArchSpec:
         """The mode for ``profile`` and arch ``options`` (none given: the default)."""
         cands = [m for m in self.modes if m.profile == profile]
         if not cands:
+            for u in self.unsupported:
+                if profile in u.profiles and (not u.options or set(dict(u.options)) <= set(options)):
+                    raise ProfileError(f"arch {self.name}, profile {profile}: {u.reason}")
             raise ProfileError(
                 f"arch {self.name} has no kernel profile {profile!r}; it has {', '.join(self.profiles)}"
             )

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .conftest import Case
 from mixedmap.conformance.test_pgtable import user_va_limit
 
-WALKERS = {"x86_64": "x86", "s390x": "s390", "ppc64": "powerpc"}
+from .conftest import Case
+
+WALKERS = {"x86_64": "x86", "s390x": "s390", "ppc64": "powerpc", "riscv64": "riscv64"}
 
 
 def walker_for(case: Case) -> Callable[..., Any]:
