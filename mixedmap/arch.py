@@ -127,6 +127,10 @@ class PageTableFormat:
     #: "pte_modify_drops_special" (mprotect loses _PAGE_SPECIAL, e.g. ppc64 64K in 2.6.27),
     #: "protnone_pte_write" (pte_write() is true for a PROT_NONE entry, s390 2.6.x).
     quirks: tuple[str, ...] = ()
+    #: Whether this kernel had a lockless get_user_pages_fast for the arch. None means the
+    #: usual answer: it needs the special bit and arrived in 2.6.27 (x86, powerpc); an arch
+    #: that got it later (s390, 2010) says False for the older profiles.
+    lockless_gup: bool | None = None
     source: str = ""
 
     def __attrs_post_init__(self) -> None:
@@ -163,6 +167,13 @@ class PageTableFormat:
     @property
     def page_size(self) -> int:
         return 1 << self.page_shift
+
+    @property
+    def has_lockless_gup(self) -> bool:
+        """get_user_pages_fast exists with a lockless walk for this arch and profile."""
+        if self.lockless_gup is not None:
+            return self.lockless_gup and self.special_mask is not None
+        return self.special_mask is not None and PROFILES[self.profile].version >= (2, 6, 27)
 
     @property
     def dtype(self) -> np.dtype[np.uint64]:

@@ -104,9 +104,15 @@ def get_user_pages_fast(mm: MM, start: int, nr_pages: int, write: bool) -> GupFa
     takes mmap_sem and calls get_user_pages for everything).
     """
     addr = start - start % mm.page_size
-    if not mm.has_special or mm.machine.profile < V2_6_27:
-        # get_user_pages_fast arrived in 2.6.27 (mm/util.c's fallback: plain get_user_pages).
-        why = "no pte_special" if not mm.has_special else "no get_user_pages_fast before 2.6.27"
+    if not mm.fmt.has_lockless_gup:
+        # Before the arch had one (x86/powerpc: 2.6.27; s390: later), get_user_pages_fast was
+        # mm/util.c's fallback: plain get_user_pages under mmap_sem.
+        if not mm.has_special:
+            why = "no pte_special"
+        elif mm.machine.profile < V2_6_27:
+            why = "no get_user_pages_fast before 2.6.27"
+        else:
+            why = f"no lockless get_user_pages_fast for {mm.fmt.arch} yet"
         pfns = get_user_pages(mm, addr, nr_pages, write)
         return GupFastResult(pfns, 0, int(pfns.size), f"{why} under {mm.fmt.profile}: no lockless walk")
     _vas, ptes, reach = mm.pt.range_ptes(addr, nr_pages)

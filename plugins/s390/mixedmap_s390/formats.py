@@ -96,5 +96,7 @@ def make_format(kernel: Kernel, depth: int, edat1: bool) -> PageTableFormat:
         # 2.6.2x pte_write() only tests _PAGE_RO, so a PROT_NONE entry (0x401) reads as
         # writable, and pte_wrprotect() leaves invalid (I-bit) entries alone.
         quirks=("protnone_pte_write",) if kernel.era == "2.6" else (),
+        # arch/s390/mm/gup.c ("s390: implement get_user_pages_fast") came after the series.
+        lockless_gup=None if kernel.era != "2.6" else False,
         source=kernel.source,
     )
