@@ -696,6 +696,8 @@ def conformance(
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):  # else the pytest11 entry point loads it
         args += ["-p", "mixedmap.testing.pytest_plugin"]
     args += ["-o", "addopts=", "-o", "testpaths="]
+    # This process imported mixedmap before pytest started: that is expected, not a problem.
+    args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
     for a in arches:
         args += ["--mixedmap-arch", a]
     for k in kernels:
