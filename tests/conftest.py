@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, settings
 from mixedmap import ArchMode, ArchRegistry, Machine
 from mixedmap.plugin.registry import default_registry
 from mixedmap.testing.synthetic_arch import ToyPlugin, ToySpecialPlugin
+from tests.meta.summary import pytest_terminal_summary as pytest_terminal_summary
 
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=500, deadline=None)

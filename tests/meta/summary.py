@@ -1,4 +1,7 @@
-"""Prints which conformance test caught each mutant (from the reports, so xdist works too)."""
+"""Prints which conformance test caught each mutant (from the reports, so xdist works too).
+
+Hooked from tests/conftest.py: under pytest-xdist the controller never loads this folder's
+conftest, and the table must print there."""
 
 from __future__ import annotations
 
