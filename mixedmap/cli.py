@@ -651,6 +651,35 @@ def xip_create(
     out.print(table)
 
 
+# -- traces ----------------------------------------------------------------------------------
+@main.group()
+def trace() -> None:
+    """mm event traces (JSON lines)."""
+
+
+@trace.command("summarize")
+@json_option
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def trace_summarize(as_json: bool, path: str) -> None:
+    """Counts per event and per kernel function of a trace file."""
+    from mixedmap.trace import summarize
+
+    try:
+        rec = summarize(path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if as_json:
+        _emit_json(rec)
+        return
+    for title, counts in (("event", rec["events"]), ("kernel function", rec["functions"])):
+        table = Table(title=f"per {title}")
+        table.add_column(title)
+        table.add_column("count", justify="right")
+        for k, v in counts.items():
+            table.add_row(k, f"{v:,}")
+        out.print(table)
+
+
 # -- conformance ---------------------------------------------------------------------------
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option(

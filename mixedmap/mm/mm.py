@@ -125,12 +125,22 @@ class MM:
         self.copy_page(src_pfn if src_page is None else src_page, dst_pfn)
 
     def trace(self, event: str, func: str, vma: VMA | None, addr: int, pfn: int | None, before: int) -> None:
+        """One mm event (free when no tracer is attached); the PTE after is read back."""
         if self._tracer is not None:
-            self._tracer(event=event, func=func, mm=self.id, addr=addr, pfn=pfn, before=before)
+            slot = self.pt.pte_slot(addr - addr % self.page_size, allocate=False)
+            after = self.pt.read_pte(slot) if slot is not None else self.empty_pte
+            self._tracer(
+                event=event, func=func, mm=self.id, addr=addr, pfn=pfn, pte_before=before, pte_after=after,
+                vma=None if vma is None else f"{vma.start:#x}-{vma.end:#x}",
+            )  # fmt: skip
 
     def trace_range(self, event: str, func: str, vma: VMA | None, addr: int, npages: int) -> None:
+        """A batched event over ``npages`` PTEs from ``addr``."""
         if self._tracer is not None:
-            self._tracer(event=event, func=func, mm=self.id, addr=addr, npages=npages)
+            self._tracer(
+                event=event, func=func, mm=self.id, addr=addr, npages=npages,
+                vma=None if vma is None else f"{vma.start:#x}-{vma.end:#x}",
+            )  # fmt: skip
 
     # -- VMAs -----------------------------------------------------------------------------------
     def find_vma(self, addr: int) -> VMA | None:

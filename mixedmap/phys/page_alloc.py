@@ -9,6 +9,8 @@ happens instead of surfacing as a leak much later.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -34,6 +36,14 @@ class PageAllocator:
         self.mem = mem
         self.page_shift = page_shift
         self.page_size = 1 << page_shift
+        #: Receives struct page get/put events when a trace is on (see mixedmap.trace).
+        self.tracer: Any = None
+
+    def _trace(self, event: str, func: str, pfns: NDArray[np.uint64]) -> None:
+        listed = [int(p) for p in pfns[:64]]
+        self.tracer(
+            event=event, func=func, mm=0, addr=0, count=int(pfns.size), pfns=[f"{p:#x}" for p in listed]
+        )
 
     @property
     def nr_free(self) -> int:
@@ -74,6 +84,8 @@ class PageAllocator:
         if dead.any():
             raise VMBug(f"get_page on free page {int(arr[dead][0]):#x} (refcount 0)")
         np.add.at(self.memmap.refcount, (row, col), 1)
+        if self.tracer is not None:
+            self._trace("get_page", "include/linux/mm.h:get_page", arr)
 
     def put_page(self, pfns: int | NDArray[np.uint64]) -> NDArray[np.uint64]:
         """Drop a reference on each page; frees those that reach zero and returns them."""
@@ -89,6 +101,8 @@ class PageAllocator:
         if mapped.any():
             raise VMBug(f"bad_page: freeing page {int(uniq[freeing][mapped][0]):#x} that is still mapped")
         self.memmap.refcount[row, col] = after
+        if self.tracer is not None:
+            self._trace("put_page", "mm/swap.c:put_page", arr)
         gone: NDArray[np.uint64] = uniq[freeing]
         if gone.size:
             r, c = self.memmap.rows(gone)
