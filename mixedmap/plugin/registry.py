@@ -1,6 +1,6 @@
 """Arch name -> binding, with each arch's primitive hooks resolved exactly once.
 
-``pm.hook.mixedmap_pte_special(...)`` would broadcast to every arch and answer with whichever
+Broadcasting a primitive through the manager's ``hook`` relay would reach every arch and answer with whichever
 registered last; the registry instead builds one ``subset_hook_caller`` per arch that removes
 the other arch plugins (non-arch plugins such as tracing wrappers stay in), and mm code calls
 those per batch. One dispatch per batch keeps pluggy's cost invisible.
