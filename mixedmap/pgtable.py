@@ -9,13 +9,13 @@ scalar ``lookup`` walks with plain ints because a numpy call costs more than a w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
+from typing import Any
 
 import attrs
 import numpy as np
 from numpy.typing import NDArray
 
-from mixedmap.arch import ENTRY_LEAF, ENTRY_NONE, ENTRY_TABLE, BitField, Level, PageTableFormat
+from mixedmap.arch import ENTRY_LEAF, ENTRY_NONE, ENTRY_TABLE, BitField, PageTableFormat
 from mixedmap.bits import ALL64
 from mixedmap.errors import AddressError, PageTableError
 from mixedmap.pgtable_alloc import TableAllocator
@@ -132,18 +132,22 @@ class PageTable:
             + ", ".join(f"{s:#x}" for s in sizes)
         )
 
+    def in_space(self, vas: Any) -> Any:
+        """The format's VA rule for an int or a uint64 array (bool or bool array)."""
+        vb, rule = self.fmt.va_bits, self.fmt.va_rule
+        if rule == "canonical":
+            top = vas >> (vb - 1)
+            return (top == 0) | (top == (1 << (65 - vb)) - 1)
+        if vb >= 64:  # a 64-bit reach (s390 region-first): every address is inside
+            return vas == vas
+        if rule == "zero":
+            return (vas >> vb) == 0
+        return ((vas >> vb) & ((1 << (62 - vb)) - 1)) == 0
+
     def check_vas(self, vas: NDArray[np.uint64], align: int) -> None:
         """Raise AddressError for the first VA that is unaligned or outside the space."""
-        vb = self.fmt.va_bits
-        rule = self.fmt.va_rule
-        if rule == "canonical":
-            top = vas >> np.uint64(vb - 1)
-            ok = (top == 0) | (top == np.uint64((1 << (65 - vb)) - 1))
-        elif rule == "zero":
-            ok = (vas >> np.uint64(vb)) == 0
-        else:
-            ok = ((vas >> np.uint64(vb)) & np.uint64((1 << (62 - vb)) - 1)) == 0
-        ok &= (vas & np.uint64(align - 1)) == 0
+        vb, rule = self.fmt.va_bits, self.fmt.va_rule
+        ok = np.asarray(self.in_space(vas), dtype=np.bool_) & ((vas & np.uint64(align - 1)) == 0)
         if not ok.all():
             va = int(vas[~ok][0])
             why = "is not aligned to" if va % align else "is outside the address space of"
@@ -328,7 +332,7 @@ class PageTable:
         table = np.full(n, self.root_pa, dtype=np.uint64)
         cur_vas = vas
         esz = np.uint64(self.fmt.entry_size)
-        ok = self._valid_va_mask(vas)
+        ok = np.asarray(self.in_space(vas), dtype=np.bool_)
         lanes, table, cur_vas = lanes[ok], table[ok], cur_vas[ok]
         for i, lv in enumerate(self._levels):
             if lanes.size == 0:
@@ -351,23 +355,10 @@ class PageTable:
             lanes, table, cur_vas = lanes[down], nxt, cur_vas[down]
         return out
 
-    def _valid_va_mask(self, vas: NDArray[np.uint64]) -> NDArray[np.bool_]:
-        try:
-            self.check_vas(vas, 1)
-            return np.ones(vas.shape, dtype=np.bool_)
-        except AddressError:
-            vb = self.fmt.va_bits
-            if self.fmt.va_rule == "canonical":
-                top = vas >> np.uint64(vb - 1)
-                return (top == 0) | (top == np.uint64((1 << (65 - vb)) - 1))  # type: ignore[no-any-return]
-            if self.fmt.va_rule == "zero":
-                return (vas >> np.uint64(vb)) == 0  # type: ignore[no-any-return]
-            return ((vas >> np.uint64(vb)) & np.uint64((1 << (62 - vb)) - 1)) == 0  # type: ignore[no-any-return]
-
     def lookup(self, va: int) -> Leaf | None:
         """The leaf mapping ``va`` (scalar, no numpy), or None."""
         ops, mem, bo, esz = self._ops, self._mem, self._bo, self.fmt.entry_size
-        if not self._scalar_va_ok(va):
+        if not 0 <= va <= ALL64 or not self.in_space(va):
             return None
         table = self.root_pa
         last = self._last
@@ -394,17 +385,6 @@ class PageTable:
                 va=va, value=ent, pfn=pfn, level=lv.name, page_size=size, pa=pa, entry_pa=epa, fields=fields
             )
         return None
-
-    def _scalar_va_ok(self, va: int) -> bool:
-        vb = self.fmt.va_bits
-        if not 0 <= va <= ALL64:
-            return False
-        if self.fmt.va_rule == "canonical":
-            top = va >> (vb - 1)
-            return top == 0 or top == (1 << (65 - vb)) - 1
-        if self.fmt.va_rule == "zero":
-            return va >> vb == 0
-        return (va >> vb) & ((1 << (62 - vb)) - 1) == 0
 
     def walk(self, va: int) -> list[WalkStep]:
         """Every level visited for ``va``: indices, entry addresses, values, kinds."""
@@ -576,7 +556,3 @@ class PageTable:
         """Release every table, the root included (the mm is gone)."""
         for pa in list(self._owned):
             self._free_table(pa)
-
-    @cached_property
-    def levels(self) -> tuple[Level, ...]:
-        return self._levels

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,13 +24,7 @@ mixedmap_pte_mkspecial = _p.mixedmap_pte_mkspecial
 def clitoy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     make_distribution(tmp_path / "d", "mixedmap-clitoy", {"clitoy_plugin": TOY}, {"clitoy": "clitoy_plugin"})
     monkeypatch.syspath_prepend(str(tmp_path / "d"))
-    yield
-    # The CLI is an application: it configures the "mixedmap" logger of its process.
-    # Running it in-process, undo that so library tests see the library's defaults.
-    logger = logging.getLogger("mixedmap")
-    for handler in [h for h in logger.handlers if type(h).__name__ == "_StderrHandler"]:
-        logger.removeHandler(handler)
-    logger.setLevel(logging.NOTSET)
+    yield  # tests/conftest.py undoes the CLI's logging configuration after every test
 
 
 def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:

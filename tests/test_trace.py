@@ -53,12 +53,20 @@ def test_trace_records_every_step_with_function_and_ptes(tmp_path: Path) -> None
         assert int(r["pte_after"], 16) >> 12 == int(r["pfn"], 16)
 
 
-def test_no_trace_when_off(tmp_path: Path) -> None:
+def test_no_trace_when_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off means no tracer is consulted at all: any call into one would raise here."""
+
+    def boom(*_: object, **__: object) -> None:
+        raise AssertionError("an mm path called a tracer although none is attached")
+
+    monkeypatch.setattr(Tracer, "__call__", boom)
     m = Machine("toyarch", ram="16M", registry=REGISTRY)
     assert m.tracer is None and m.pages.tracer is None
     mm = m.new_mm()
     mm.write(mm.mmap(4096, "rw", MAP_PRIVATE | MAP_ANONYMOUS), b"q")
-    assert list(tmp_path.iterdir()) == []
+    mm.fork().exit()
+    mm.exit()
+    assert m.pages.leaks() == {}
 
 
 def test_summarize_counts_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
