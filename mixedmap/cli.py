@@ -25,6 +25,7 @@ from mixedmap.machine import Machine
 from mixedmap.pgtable import PageTable, decode_bits
 from mixedmap.plugin.registry import ArchBinding, ArchRegistry, BoundMode
 from mixedmap.profiles import PROFILES, get_profile
+from mixedmap.scenario.cli import run_cmd
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -781,6 +782,9 @@ def profiles(as_json: bool) -> None:
         return
     for r in rows:
         out.print(f"{r['name']:8} {'(default) ' if r['default'] else ''}{r['summary']}")
+
+
+main.add_command(run_cmd)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -54,6 +54,8 @@ class KernelErrno(MixedmapError):
     """A kernel function returned ``-errno``; ``errno`` holds the positive value."""
 
     errno: int = 0
+    #: get_user_pages_fast: why the lockless walk handed over before the slow path failed
+    fallback_reason: str = ""
 
     @property
     def errname(self) -> str:

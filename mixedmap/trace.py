@@ -33,21 +33,36 @@ class Tracer:
             processors=[structlog.processors.JSONRenderer(sort_keys=True)],
         )
         self.events = 0
+        self._root: Tracer = self
 
     @classmethod
     def attach(cls, machine: Machine, path: str | Path) -> Tracer:
-        """Trace ``machine``: its existing and future mms."""
-        tracer = cls(path)
-        machine.tracer = tracer
-        machine.pages.tracer = tracer
+        """Trace ``machine`` into a new file at ``path``: its existing and future mms."""
+        return cls(path).attach_to(machine)
+
+    def attach_to(self, machine: Machine) -> Tracer:
+        """Trace ``machine`` (existing and future mms) into this tracer's file."""
+        machine.tracer = self
+        machine.pages.tracer = self
         for mm in machine.mms:
-            mm._tracer = tracer
-        return tracer
+            mm._tracer = self
+        return self
+
+    def bind(self, **context: Any) -> Tracer:
+        """A tracer writing to the same file whose records also carry ``context`` (e.g. the
+        arch and kernel of one run when a scenario runs on several machines)."""
+        child = object.__new__(Tracer)
+        child.path, child._fh, child._root = self.path, self._fh, self._root
+        child._log = self._log.bind(**context)
+        child.events = 0
+        return child
 
     def __call__(self, *, event: str, func: str, mm: int, addr: int, **fields: Any) -> None:
         record = {k: _hex(v) for k, v in fields.items()}
         self._log.msg(event, func=func, mm=mm, addr=_hex(addr), **record)
         self.events += 1
+        if self._root is not self:
+            self._root.events += 1
 
     def close(self) -> None:
         self._fh.close()

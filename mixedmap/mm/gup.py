@@ -113,8 +113,13 @@ def get_user_pages_fast(mm: MM, start: int, nr_pages: int, write: bool) -> GupFa
             why = "no get_user_pages_fast before 2.6.27"
         else:
             why = f"no lockless get_user_pages_fast for {mm.fmt.arch} yet"
-        pfns = get_user_pages(mm, addr, nr_pages, write)
-        return GupFastResult(pfns, 0, int(pfns.size), f"{why} under {mm.fmt.profile}: no lockless walk")
+        why = f"{why} under {mm.fmt.profile}: no lockless walk"
+        try:
+            pfns = get_user_pages(mm, addr, nr_pages, write)
+        except EFAULT as exc:
+            exc.fallback_reason = why
+            raise
+        return GupFastResult(pfns, 0, int(pfns.size), why)
     _vas, ptes, reach = mm.pt.range_ptes(addr, nr_pages)
     ok = reach & np.asarray(mm.ops.pte_present(ptes), dtype=np.bool_)
     reason = ""
@@ -152,8 +157,9 @@ def get_user_pages_fast(mm: MM, start: int, nr_pages: int, write: bool) -> GupFa
         return GupFastResult(fast, n_fast, 0, "")
     try:
         slow = get_user_pages(mm, addr + n_fast * mm.page_size, nr_pages - n_fast, write)
-    except EFAULT:
+    except EFAULT as exc:
         if n_fast:
             return GupFastResult(fast, n_fast, 0, reason)
+        exc.fallback_reason = reason
         raise
     return GupFastResult(np.concatenate([fast, slow]), n_fast, int(slow.size), reason)

@@ -1,0 +1,128 @@
+"""``mixedmap run``: a scenario file (or a bundled one) on one arch or on all of them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mixedmap.errors import MixedmapError
+from mixedmap.plugin.registry import ArchRegistry
+from mixedmap.profiles import DEFAULT_PROFILE, get_profile
+from mixedmap.scenario import schema as S
+from mixedmap.scenario.load import ScenarioError, bundled, load
+from mixedmap.scenario.report import as_json, render
+from mixedmap.scenario.run import RunResult, run_one
+from mixedmap.trace import Tracer
+
+
+def plan(
+    scen: S.Scenario, registry: ArchRegistry, arches: Sequence[str], kernels: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(arch, kernel) pairs to run: the command line wins over the file, the file over
+    "every installed arch, default kernel"; unknown names fail before anything runs."""
+    names = list(arches) or scen.scenario.arches or list(registry.names)
+    for a in names:
+        if a not in registry.names:
+            raise click.UsageError(f"arch {a!r} is not installed; installed: {', '.join(registry.names)}")
+    ks = list(kernels) or scen.scenario.kernels or [DEFAULT_PROFILE.name]
+    for k in ks:
+        try:
+            get_profile(k)
+        except MixedmapError as exc:
+            raise click.UsageError(str(exc)) from None
+    return [(a, k) for a in names for k in ks]
+
+
+def _list(console: Console, as_json_: bool) -> None:
+    found = bundled()
+    if as_json_:
+        click.echo(json.dumps(found, indent=2))
+        return
+    table = Table(title="bundled scenarios (mixedmap run NAME)")
+    table.add_column("name")
+    table.add_column("what it shows")
+    for name, desc in found.items():
+        table.add_row(name, desc)
+    console.print(table)
+
+
+@click.command("run")
+@click.argument("scenario", required=False)
+@click.option("--arch", "-a", "arches", multiple=True, help="Run on this arch (repeatable; default: all).")
+@click.option("--kernel", "-k", "kernels", multiple=True, help="Kernel profile (repeatable).")
+@click.option("--list", "list_", is_flag=True, help="List the bundled scenarios.")
+@click.option("--json", "as_json_", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--trace", type=click.Path(dir_okay=False, path_type=Path), help="Write mm events (JSON lines)."
+)
+@click.option("--dump", type=click.Path(file_okay=False, path_type=Path), help="Write memory images here.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory for plots (guests scenario).",
+)
+@click.option("--guests", type=int, default=None, help="Guests scenario: number of guests.")
+@click.option("--image-size", default=None, help="Guests scenario: image size (e.g. 64M, 1G).")
+@click.pass_obj
+def run_cmd(
+    obj: Any,
+    scenario: str | None,
+    arches: tuple[str, ...],
+    kernels: tuple[str, ...],
+    list_: bool,
+    as_json_: bool,
+    trace: Path | None,
+    dump: Path | None,
+    out: Path,
+    guests: int | None,
+    image_size: str | None,
+) -> None:
+    """Run a scenario file (or a bundled scenario by name) and report every step's outcome,
+    per process RSS, memmap and page-table bytes, side by side for each arch and kernel.
+
+    The exit status is 1 when an expectation in the file failed or a run could not be set
+    up, 2 when the file itself is wrong (nothing runs then).
+    """
+    console = Console(highlight=False)
+    if list_:
+        _list(console, as_json_)
+        return
+    if scenario is None:
+        raise click.UsageError("give a scenario file or a bundled name (see --list)")
+    try:
+        filename, scen = load(scenario)
+    except ScenarioError as exc:
+        raise click.UsageError(str(exc)) from None
+    registry: ArchRegistry = obj.registry
+    pairs = plan(scen, registry, arches, kernels)
+    if scen.guests is not None:
+        raise click.UsageError("the [guests] experiment is not wired to `mixedmap run` yet")
+    if guests is not None or image_size is not None:
+        raise click.UsageError("--guests/--image-size apply to a scenario with a [guests] table")
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+    tracer = Tracer(trace) if trace is not None else None
+    runs: list[RunResult] = []
+    try:
+        for arch, kernel in pairs:
+            runs.append(run_one(scen, arch, kernel, registry=registry, tracer=tracer, dump=dump))
+    finally:
+        if tracer is not None:
+            tracer.close()
+    if as_json_:
+        click.echo(json.dumps(as_json(scen, filename, runs), indent=2, default=str))
+    else:
+        render(scen, filename, runs, console)
+        if tracer is not None:
+            console.print(f"trace: {tracer.events} events in {trace}")
+    if not any(r.skipped is None for r in runs):
+        raise click.ClickException("no (arch, kernel) pair of this scenario could run here")
+    click.get_current_context().exit(1 if any(r.failures for r in runs) else 0)

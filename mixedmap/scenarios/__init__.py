@@ -1,0 +1,1 @@
+"""The bundled scenarios (``mixedmap run --list``): TOML files shipped as package data."""
