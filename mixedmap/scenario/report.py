@@ -117,9 +117,11 @@ def render(scen: S.Scenario, filename: str, runs: Sequence[RunResult], console: 
     console.print(summary)
     _gup_table(scen, shown, console)
     for r in shown:
-        for st in r.steps:
-            for f in st.failures:
-                console.print(f"[bold red]✗ {r.key} step {st.index} ({st.label}): {f}[/bold red]", soft_wrap=True)
+        for res in r.steps:
+            for f in res.failures:
+                console.print(
+                    f"[bold red]✗ {r.key} step {res.index} ({res.label}): {f}[/bold red]", soft_wrap=True
+                )
 
 
 def _proc_cell(p: dict[str, Any] | None) -> str:

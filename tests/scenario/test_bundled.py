@@ -56,7 +56,11 @@ def test_when_selects_steps_by_scheme() -> None:
 
 def test_setup_failure_is_a_run_error_not_a_crash() -> None:
     _, text = resolve("s1-private-xip-no-struct-page")
-    scen = loads(text.replace('size = "16M"\nmemmap = false', 'size = "16M"\nmemmap = false\nread_only = true')
-                 .replace('start = "1G"', 'start = "0"'), "x.toml")
+    scen = loads(
+        text.replace(
+            'size = "16M"\nmemmap = false', 'size = "16M"\nmemmap = false\nread_only = true'
+        ).replace('start = "1G"', 'start = "0"'),
+        "x.toml",
+    )
     r = run_one(scen, "x86_64", "2.6.27")
     assert r.error is not None and r.error.startswith("setup:") and r.steps == ()

@@ -47,10 +47,10 @@ def test_good_file_structures_into_typed_steps() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "line", "key", "words"),
     [
-        ('page = 3', 'page = "3"', 25, "steps[1].page", "expected int"),
-        ('page = 3', "page = 4", 25, "steps[1].page", "beyond 'm'"),
+        ("page = 3", 'page = "3"', 25, "steps[1].page", "expected int"),
+        ("page = 3", "page = 4", 25, "steps[1].page", "beyond 'm'"),
         ('op = "read"', 'op = "raed"', 22, "steps[1].op", "unknown op 'raed'"),
-        ('pages = 4\n\n[[steps]]', "pages = 4\nbogus = 1\n\n[[steps]]", 13, "files[0].bogus", "unknown key"),
+        ("pages = 4\n\n[[steps]]", "pages = 4\nbogus = 1\n\n[[steps]]", 13, "files[0].bogus", "unknown key"),
         ('start = "1G"', 'strat = "1G"', 7, "devices[0].strat", "unknown key"),
         ("special = true", "special = 1", 26, "steps[1].when.special", "expected bool"),
         ('map = "m"', 'map = "n"', 24, "steps[1].map", "no mapping 'n'"),
@@ -109,7 +109,7 @@ def test_bad_pfn_specs(spec: str) -> None:
 def test_bundled_scenarios_all_load_and_are_listed() -> None:
     names = bundled()
     for want in ("lockless-gup", "guests", "s1-private-xip-no-struct-page", "s12-truncate-mapped-xip"):
-        assert want in names and names[want]
+        assert names.get(want)
     for name in names:
         filename, scen = load(name)
         assert filename == f"<bundled>/{name}.toml" and scen.scenario.name == name
