@@ -64,3 +64,19 @@ def test_setup_failure_is_a_run_error_not_a_crash() -> None:
     )
     r = run_one(scen, "x86_64", "2.6.27")
     assert r.error is not None and r.error.startswith("setup:") and r.steps == ()
+
+
+def test_the_documented_example_loads_and_holds() -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "scenarios.md").read_text()
+    [block] = re.findall(r"```toml\n(.*?)```", doc, re.S)
+    scen = loads(block, "docs/scenarios.md")
+    for arch in ("s390x", "x86_64"):
+        if arch not in ARCHES:
+            continue
+        for kernel in ("2.6.26", "2.6.27"):
+            r = run_one(scen, arch, kernel)
+            assert r.error is None and r.failures == 0, (arch, kernel, r.error, r.steps)
+            assert not r.steps[2].skipped or kernel == "2.6.26"

@@ -76,3 +76,16 @@ def test_trace_records_every_run(tmp_path: Path, capsys: pytest.CaptureFixture[s
     for ev in ("insert_pfn", "cow", "fork_copy"):
         assert events.get(ev, 0) > 0, events
     assert f"{len(recs)} events" in capsys.readouterr().out
+
+
+def test_dump_writes_images_that_walk_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mixedmap.dump import check_roundtrip, load_manifest
+
+    out = tmp_path / "img"
+    assert run(["run", "s5-fork-private-xip", "-a", "x86_64", "-a", "s390x", "--dump", str(out)]) == 0
+    for name, lime in (("x86_64-2.6.27", True), ("s390x-2.6.27", False)):
+        man = load_manifest(out / f"{name}.json")
+        assert (out / f"{name}.lime").exists() == lime
+        assert len(man["mms"]) == 4  # parent, child, quiet, quiet_child
+        rt = check_roundtrip(out / f"{name}.json")
+        assert rt.pages == sum(m["nr_pages"] for m in man["mms"]) > 0
