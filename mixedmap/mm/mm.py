@@ -266,6 +266,18 @@ class MM:
             return
         self.machine.pages.put_page(pinned)  # the model's GUP always takes FOLL_GET refs
 
+    def fault_in(self, start: int, length: int, write: bool = False) -> int:
+        """Fault in [start, start + length): the end state of ``access(va, write)`` on every
+        page in address order, applied in numpy batches (see :mod:`mixedmap.mm.populate`).
+
+        Returns the pages newly mapped. Unlike :meth:`populate` (``make_pages_present``,
+        which stops at the first page ``get_user_pages`` cannot get, e.g. a special PTE in
+        2.6.27) this touches every page; errors are those the per-page access raises.
+        """
+        from mixedmap.mm.populate import fault_in
+
+        return fault_in(self, start, length, write)
+
     def munmap(self, addr: int, length: int) -> None:
         """``do_munmap``: split VMAs at the edges, zap, drop VMAs, free empty page tables."""
         self._alive()

@@ -104,7 +104,22 @@ def run_cmd(
     registry: ArchRegistry = obj.registry
     pairs = plan(scen, registry, arches, kernels)
     if scen.guests is not None:
-        raise click.UsageError("the [guests] experiment is not wired to `mixedmap run` yet")
+        from mixedmap.scenario.guests import run_guests_scenario
+
+        failed = run_guests_scenario(
+            scen,
+            filename,
+            registry,
+            [a for a, _ in pairs],
+            console,
+            as_json_,
+            out=out,
+            dump=dump,
+            count=guests,
+            image_size=image_size,
+            kernels=kernels,
+        )
+        click.get_current_context().exit(1 if failed else 0)
     if guests is not None or image_size is not None:
         raise click.UsageError("--guests/--image-size apply to a scenario with a [guests] table")
     if dump is not None:

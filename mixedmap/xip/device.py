@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import numpy as np
+from numpy.typing import NDArray
 
 from mixedmap._log import get_logger
 from mixedmap.errors import EINVAL, ERANGE, EROFS, AddressError
@@ -60,6 +62,58 @@ class XipDevice(abc.ABC):
     @abc.abstractmethod
     def frame(self, pgoff: int) -> int | None:
         """Physical frame holding page ``pgoff`` now (None: not backed yet, reads as zero)."""
+
+    def frames(self, pgoffs: NDArray[np.int64]) -> NDArray[np.int64]:
+        """:meth:`frame` for many pages at once: the frame of each, -1 where not backed yet.
+
+        The batched fault-in (``mixedmap.mm.populate``) reads a whole file's frames through
+        this instead of calling ``direct_access`` per page. The contract it relies on: when
+        ``direct_access`` succeeds for a page that is backed, its pfn is ``frame(pgoff)``.
+        This default asks :meth:`frame` page by page; a driver whose frames follow a formula
+        overrides it with one numpy expression (as :class:`RangeDevice` does).
+        """
+        arr = np.asarray(pgoffs, dtype=np.int64)
+        return np.fromiter(
+            (-1 if (f := self.frame(p)) is None else f for p in arr.tolist()), dtype=np.int64, count=arr.size
+        )
+
+    def clear_pages(self, pgoffs: NDArray[np.int64]) -> None:
+        """Make pages zeroed blocks of a built image without storing a byte per page.
+
+        ``ext2_clear_xip_target`` zeroes a newly allocated block through ``direct_access``;
+        an image built with ``dd`` has every block written. Either way every page exists on
+        the device and reads as zero. A page not backed yet is backed through :meth:`fill`
+        (a driver that allocates on write, brd, allocates it as ``brd_insert_page`` would),
+        a chunk at a time; a page whose frame holds bytes is zeroed through :meth:`fill`.
+        The zero blocks written on the way are then dropped from host storage (they read
+        as zero either way), so a GiB of zero blocks costs the host no GiB.
+        """
+        ps = self.machine.page_size
+        shift = self.machine.fmt.page_shift
+        arr = np.asarray(pgoffs, dtype=np.int64)
+        if arr.size == 0:
+            return
+        mem = self.machine.mem
+        stored = np.unique(np.fromiter((pa >> shift for pa, _ in mem.blocks()), dtype=np.int64))
+        before = self.frames(arr)
+        dirty = arr[(before >= 0) & np.isin(before, stored)]
+        for first, count in _runs(arr[before < 0]):
+            for lo in range(first, first + count, _CLEAR_CHUNK):
+                n = min(_CLEAR_CHUNK, first + count - lo)
+                self.fill(bytes(n * ps), lo * ps)
+                self._forget(np.arange(lo, lo + n, dtype=np.int64))
+        for pgoff in dirty.tolist():
+            self.fill(bytes(ps), pgoff * ps)
+        self._forget(dirty)
+
+    def _forget(self, pgoffs: NDArray[np.int64]) -> None:
+        """Drop the host bytes of pages that hold zeros (they read as zero unstored)."""
+        ps = self.machine.page_size
+        frames = self.frames(pgoffs)
+        if (frames < 0).any():
+            raise AddressError(f"{self.name}: page {int(pgoffs[frames < 0][0])} has no backing frame")
+        for pfn in frames.tolist():
+            self.machine.mem.discard(pfn * ps, ps)
 
     @property
     @abc.abstractmethod
@@ -170,10 +224,29 @@ class RangeDevice(XipDevice):
     def frame(self, pgoff: int) -> int:
         return (self.start >> self.machine.mode.fmt.page_shift) + pgoff
 
+    def frames(self, pgoffs: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The range's frames are linear in the page offset: one numpy expression."""
+        return np.asarray(pgoffs, dtype=np.int64) + (self.start >> self.machine.mode.fmt.page_shift)
+
     def direct_access(self, sector: int) -> tuple[int, int]:
         pgoff = self.check_sector(sector)
         offset = pgoff * self.machine.page_size
         return self.kaddr_base + offset, (self.start + offset) >> self.machine.mode.fmt.page_shift
+
+
+#: Pages backed and zeroed per :meth:`XipDevice.fill` call in :meth:`XipDevice.clear_pages`:
+#: bounds the host bytes a chunk of zeros holds before it is dropped again.
+_CLEAR_CHUNK = 256
+
+
+def _runs(pgoffs: NDArray[np.int64]) -> list[tuple[int, int]]:
+    """(first, count) of each run of consecutive page offsets, in order."""
+    if pgoffs.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(pgoffs) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [pgoffs.size]])
+    return [(int(pgoffs[a]), int(b - a)) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 @attrs.frozen(kw_only=True)

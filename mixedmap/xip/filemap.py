@@ -14,13 +14,14 @@ import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from mixedmap.errors import EFAULT, EINVAL, ENOMEM, EROFS, KernelErrno, OutOfMemory, VMBug
 from mixedmap.mm import rmap
 from mixedmap.mm.memory import vm_insert_mixed, vm_insert_page, zap_pte_range
 from mixedmap.mm.vma import VM, VMA, FaultResult, VMFault
 from mixedmap.profiles import V2_6_27
-from mixedmap.xip.fs import ENODATA, Inode, XipFile
+from mixedmap.xip.fs import ENODATA, Inode, XipFile, XipFS
 
 if TYPE_CHECKING:
     from mixedmap.machine import Machine
@@ -35,6 +36,11 @@ def xip_sparse_page(machine: Machine) -> int:
         (pfn,) = machine.pages.alloc_pages(1).tolist()
         _sparse[machine] = pfn
     return pfn
+
+
+def xip_sparse_allocated(machine: Machine) -> bool:
+    """Whether the sparse page exists yet (the first hole fault allocates it)."""
+    return machine in _sparse
 
 
 def release_sparse_page(machine: Machine) -> bool:
@@ -65,6 +71,71 @@ def get_xip_mem(mapping: Inode, pgoff: int, create: bool) -> tuple[int, int]:
         block = mapping.fs.alloc_block()
         mapping.blocks[pgoff] = block
     return mapping.fs.direct_access(block)
+
+
+#: :func:`xip_fault_pfns` answers besides a pfn (pfns are never negative).
+XIP_SPARSE = -1
+XIP_PER_PAGE = -2
+
+
+def xip_fault_pfns(vma: VMA, pgoffs: NDArray[np.int64]) -> NDArray[np.int64]:
+    """What a *read* ``xip_file_fault`` would map at each file page, for many pages at once.
+
+    Decides only what has no side effect, so a batched fault-in (``mixedmap.mm.populate``)
+    can ask for a whole VMA before touching anything: the pfn ``get_xip_mem`` finds for a
+    block (mapped with ``vm_insert_mixed``), :data:`XIP_SPARSE` where the global sparse
+    page goes (a hole in a private or read-only mapping), or :data:`XIP_PER_PAGE` where
+    only the fault itself can tell: beyond EOF (SIGBUS), a hole the fault allocates (a
+    writable shared mapping on a writable filesystem, then ``__xip_unmap``), a block the
+    driver has not backed yet (brd allocates it inside ``direct_access``), or a device
+    whose ``direct_access`` refuses (the fault reports VM_FAULT_OOM).
+    """
+    mapping = _mapping_of(vma)
+    pgoffs = np.asarray(pgoffs, dtype=np.int64)
+    out = np.full(pgoffs.shape, XIP_PER_PAGE, dtype=np.int64)
+    inside = (pgoffs >= 0) & (pgoffs < mapping.npages)
+    known = inside & (pgoffs < mapping.blocks.size)
+    blocks = np.full(pgoffs.shape, -1, dtype=np.int64)
+    blocks[known] = mapping.blocks[pgoffs[known]]
+    hole = inside & (blocks < 0)
+    writable_shared = vma.flags & (VM.WRITE | VM.MAYWRITE) and vma.flags & (VM.SHARED | VM.MAYSHARE)
+    if not (writable_shared and not mapping.fs.read_only):
+        out[hole] = XIP_SPARSE
+    data = inside & (blocks >= 0)
+    if data.any():
+        out[data] = _block_pfns(mapping.fs, blocks[data])
+    return out
+
+
+def _block_pfns(fs: XipFS, blocks: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``direct_access`` for many blocks: the device's frames, XIP_PER_PAGE where unsure.
+
+    The frames come from :meth:`XipDevice.frames`; ``direct_access`` itself is asked for
+    the first and the last backed block, so a refusal that concerns the whole device
+    (-EOPNOTSUPP without DAX, a removed device) or a driver whose pfns are not its frames
+    sends every page to the per-page fault, which then sees exactly what it would have.
+    """
+    per_page = np.full(blocks.shape, XIP_PER_PAGE, dtype=np.int64)
+    try:
+        frames = fs.device.frames(blocks)
+    except Exception:  # e.g. a removed device: the per-page fault meets it at its own page
+        return per_page
+    backed = np.flatnonzero(frames >= 0)
+    if backed.size == 0:
+        return per_page
+    for i in sorted({int(backed[0]), int(backed[-1])}):
+        try:
+            _, pfn = fs.direct_access(int(blocks[i]))
+        except Exception:  # the per-page fault raises or reports it at that page
+            return per_page
+        if pfn != int(frames[i]):
+            return per_page
+    return np.where(frames >= 0, frames, XIP_PER_PAGE)
+
+
+def is_xip_vma(vma: VMA) -> bool:
+    """Whether the VMA faults through ``xip_file_fault`` (xip_file_vm_ops)."""
+    return isinstance(vma.vm_ops, XipVmOps)
 
 
 class XipVmOps:

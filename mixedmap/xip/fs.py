@@ -107,13 +107,24 @@ class XipFS:
 
     # -- namespace ------------------------------------------------------------------------
     def create(
-        self, name: str, data: bytes | str | Path = b"", size: int | None = None, holes: Any = ()
+        self,
+        name: str,
+        data: bytes | str | Path = b"",
+        size: int | None = None,
+        holes: Any = (),
+        *,
+        allocate: bool = False,
     ) -> Inode:
         """Create a file from bytes or a host file, as the image was built.
 
-        ``size`` larger than the data leaves holes at the end; ``holes`` lists page
-        offsets inside the data left unallocated (their bytes must be zero). Works on a
-        read-only device too: building the image is not a write through the filesystem.
+        ``size`` larger than the data leaves holes at the end, unless ``allocate``: then
+        every page from the end of the data up to ``size`` gets a zeroed block, as an image
+        built with ``dd`` (or whose blocks ext2 allocated and ``ext2_clear_xip_target``
+        zeroed) has them; the device stores no bytes for them (see
+        :meth:`XipDevice.clear_pages`), so a GiB image with a one-page header costs the
+        host one page. ``holes`` lists page offsets inside the data left unallocated (their
+        bytes must be zero). Works on a read-only device too: building the image is not a
+        write through the filesystem.
         """
         if name in self.files:
             raise EEXIST(f"{name!r} exists")
@@ -127,17 +138,27 @@ class XipFS:
         for p in hole_set:
             if p * ps < len(blob) and any(blob[p * ps : (p + 1) * ps]):
                 raise EINVAL(f"page {p} of {name!r} is listed as a hole but holds data")
-        if len(data_pages) > int((~self._used).sum()):
+        first_tail, npages = -(-len(blob) // ps), -(-total // ps)
+        ntail = npages - first_tail if allocate else 0
+        if len(data_pages) + ntail > int((~self._used).sum()):
             raise ENOSPC(
-                f"{self.device.name}: {len(data_pages)} blocks needed, {int((~self._used).sum())} free"
+                f"{self.device.name}: {len(data_pages) + ntail} blocks needed, {int((~self._used).sum())} free"
             )
         inode = Inode(self, name)
-        inode._grow_blocks(-(-total // ps))
-        blocks = self._alloc_blocks(len(data_pages))
-        for p, b in zip(data_pages, blocks.tolist(), strict=True):
-            inode.blocks[p] = b
-            chunk = blob[p * ps : (p + 1) * ps]
-            self.device.fill(chunk + bytes(ps - len(chunk)), b * ps)
+        inode._grow_blocks(npages)
+        blocks = self._alloc_blocks(len(data_pages) + ntail)
+        try:
+            for p, b in zip(data_pages, blocks[: len(data_pages)].tolist(), strict=True):
+                inode.blocks[p] = b
+                chunk = blob[p * ps : (p + 1) * ps]
+                self.device.fill(chunk + bytes(ps - len(chunk)), b * ps)
+            if ntail:
+                tail = blocks[len(data_pages) :]
+                inode.blocks[first_tail:npages] = tail
+                self.device.clear_pages(tail)
+        except BaseException:
+            self.free_blocks(blocks)  # the file never existed (a device error, e.g. brd ENOMEM)
+            raise
         inode.size = total
         self.files[name] = inode
         return inode

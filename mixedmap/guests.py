@@ -1,0 +1,398 @@
+"""The "N guests share one XIP image" experiment (kernel-mm-semantics.md 7.3, 7.4, S14).
+
+The series that introduced VM_MIXEDMAP argued: 100 guests that each mount one shared
+read-only image (a z/VM DCSS) must each allocate struct pages for it, so the guests spend
+more RAM on memmap than the image holds (64 bytes per 4 KiB page: break-even at 64 guests).
+After the series (2.6.26) the DCSS has no struct page and is mapped with special PTEs.
+
+:func:`run_guests` builds every guest as a real :class:`Machine`: the image device through
+the arch's XIP driver model, an XIP filesystem with one fully allocated file (a header page,
+then zeroed blocks: a built image, not a sparse file), a private read-only executable mapping
+of all of it (what the guests' program loader did with binaries on the shared disk: ELF text
+is mapped ``MAP_PRIVATE``, ``PROT_READ|PROT_EXEC``), faulted in with :meth:`MM.fault_in`.
+Every figure is read back from the machine: the memmap of the device's memory, the mm's
+page-table bytes, its present PTEs, RSS. Each guest is measured fully and then dropped (unless
+``keep``), so a hundred 1 GiB guests fit in host memory.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from mixedmap._log import get_logger
+from mixedmap.errors import EINVAL, MixedmapError, UnsupportedOperation
+from mixedmap.machine import Machine
+from mixedmap.mm.mm import MM
+from mixedmap.mm.vma import MAP_PRIVATE, PROT_EXEC, PROT_READ
+from mixedmap.plugin.registry import ArchRegistry
+from mixedmap.xip.device import XipDevice
+from mixedmap.xip.fs import XipFS
+
+log = get_logger("mixedmap.guests")
+
+#: The mapping each guest makes (see the module docstring for why private).
+MAPPING = "MAP_PRIVATE, PROT_READ|PROT_EXEC"
+#: Name of the DCSS the default dcssblk guests define (z/VM names have at most 8 characters).
+SEGMENT = "GUESTIMG"
+#: Guests dropped between two explicit garbage collections (machines hold reference cycles).
+_COLLECT_EVERY = 8
+
+#: Drivers the experiment knows how to set up without parameters, in order of preference.
+DEFAULT_DRIVERS = ("dcssblk", "axonram", "brd", "pmem")
+
+#: Why a driver has no pre-series behaviour to measure (the driver models without a
+#: ``pre_series`` parameter); the model invents none.
+NO_PRE_SERIES: Mapping[str, str] = {
+    "axonram": (
+        "axonram memory was never in the memmap (the DDR2 bank is not System RAM), and the "
+        "<=2.6.25 get_xip_page API needed a struct page (virt_to_page of the direct_access "
+        "address), so XIP on axonram has no pre-series behaviour to model"
+    ),
+    "brd": (
+        "brd pages are ordinary RAM pages: they had struct pages before the series and after it; "
+        "the series changed how they are mapped (special PTE or refcounted page), not the memmap"
+    ),
+    "pmem": (
+        "pmem (4.1) postdates the series; in 6.18 its struct pages follow the namespace "
+        "(memmap=True: ZONE_DEVICE pages), not a pre-series behaviour"
+    ),
+}
+
+#: First bytes of every image: what the data-integrity check reads back through a mapping.
+HEADER_MAGIC = b"MIXEDMAP XIP GUEST IMAGE\n"
+
+
+@attrs.frozen(kw_only=True)
+class GuestRecord:
+    """What one guest spends on the image, read from its machine."""
+
+    index: int
+    #: struct page bytes behind the image's memory (the device's memmap).
+    memmap_bytes: int
+    #: RAM held by the mm's page tables (per-table allocation size, ``mm.pt.bytes_used``).
+    pagetable_bytes: int
+    #: Present PTEs mapping the image.
+    ptes: int
+    #: The kernel's RSS counters (file_rss + anon_rss, pages): special PTEs count in neither.
+    rss_pages: int
+    #: smaps ``Rss`` of the mapping (every present PTE, special ones included), bytes.
+    smaps_rss_bytes: int
+    #: Guest RAM holding a copy of the image (brd: the RAM disk's pages; DCSS, axonram: 0).
+    image_ram_bytes: int
+    #: Pages :meth:`MM.fault_in` newly mapped.
+    faulted: int
+
+
+@attrs.frozen(kw_only=True)
+class GuestsResult:
+    """The experiment for one (arch, kernel, driver, behaviour): per guest, totals, break-even.
+
+    When the behaviour has no model (``reason`` is set) no guest is built and the figures
+    are None.
+    """
+
+    arch: str
+    kernel: str
+    mode: str
+    driver: str
+    driver_params: tuple[tuple[str, str], ...]
+    pre_series: bool
+    mapping: str
+    guests: int
+    image_size: int
+    page_size: int
+    struct_page_size: int
+    per_guest: tuple[GuestRecord, ...]
+    memmap_bytes_per_guest: int | None
+    total_memmap_bytes: int | None
+    total_pagetable_bytes: int | None
+    total_ptes: int | None
+    total_rss_pages: int | None
+    total_image_ram_bytes: int | None
+    #: Smallest N with N x memmap_bytes_per_guest >= image_size (None when the memmap is 0).
+    break_even: int | None
+    #: Why the behaviour is not modelled (None when it was measured).
+    reason: str | None = None
+    #: The header read back through the first guest's mapping matched the image.
+    verified: bool = False
+    elapsed_s: float = attrs.field(default=0.0, eq=False)
+    machines: tuple[Machine, ...] = attrs.field(default=(), eq=False, repr=False)
+
+    @property
+    def modelled(self) -> bool:
+        return self.reason is None
+
+    @property
+    def behaviour(self) -> str:
+        return "pre-series" if self.pre_series else "series"
+
+    @property
+    def label(self) -> str:
+        return f"{self.arch} {self.kernel} {self.driver} ({self.behaviour})"
+
+
+def break_even(image_size: int, memmap_per_guest: int) -> int | None:
+    """Smallest N with ``N * memmap_per_guest >= image_size``; None when nothing is spent."""
+    if memmap_per_guest <= 0:
+        return None
+    return -(-image_size // memmap_per_guest)
+
+
+def _default_driver(machine: Machine) -> str:
+    have = machine.xip_drivers()
+    for name in DEFAULT_DRIVERS:
+        if name in have:
+            return name
+    offered = ", ".join(have) or "no XIP driver"
+    raise UnsupportedOperation(
+        f"{machine.arch} under {machine.profile} has {offered} the guests experiment knows how to set "
+        f"up (it knows {', '.join(DEFAULT_DRIVERS)}); pass driver= and driver_params="
+    )
+
+
+def _default_params(driver: str, machine: Machine, image_size: int) -> dict[str, Any]:
+    """Parameters that make one image-sized device on a guest (driver_params override them)."""
+    if driver == "dcssblk":
+        # Defined inline (CP DEFSEG) at the first memory section above guest storage: below
+        # 2 GiB for a 1 GiB image on 2.6.2x (31-bit DIAGNOSE X'64'), in sections of its own.
+        sec = 1 << machine.mode.mode.memory.section_size_bits
+        start = -(-machine.ram_size // sec) * sec
+        return {"segment": SEGMENT, "start": start, "size": image_size, "type": "SR"}
+    if driver == "pmem":
+        return {"size": image_size, "memmap": False}
+    if driver in ("brd", "axonram"):
+        return {"size": image_size}
+    return {}
+
+
+def _header(image_size: int) -> bytes:
+    return HEADER_MAGIC + f"size={image_size}\n".encode()
+
+
+def _image_memory(machine: Machine, device: XipDevice) -> tuple[int, int]:
+    """(struct page bytes behind the device, bytes of System RAM holding its pages).
+
+    A device over a physical range: the memmap of the regions it covers. A device of RAM
+    pages (brd): the struct pages of its frames, which are RAM.
+    """
+    ps = machine.page_size
+    rams = [r for r in machine.regions if r.kind == "ram"]
+    rng = device.phys_range
+    if rng is not None:
+        lo, hi = rng
+        memmap = sum(machine.memmap_bytes(r.name) for r in machine.regions if r.overlaps(lo, hi - lo))
+        return memmap, sum(max(0, min(hi, r.end) - max(lo, r.start)) for r in rams)
+    frames = device.frames(np.arange(device.size // ps, dtype=np.int64))
+    backed = frames[frames >= 0]
+    valid = int(machine.pfn_valid(backed.astype(np.uint64)).sum()) if backed.size else 0
+    in_ram = np.zeros(backed.shape, dtype=np.bool_)
+    for r in rams:
+        in_ram |= (backed >= r.start // ps) & (backed < r.end // ps)
+    return valid * machine.mode.mode.memory.struct_page_size, int(in_ram.sum()) * ps
+
+
+@attrs.frozen
+class _Guest:
+    machine: Machine
+    mm: MM
+    va: int
+    device: XipDevice
+    fs: XipFS
+
+
+def _build_guest(
+    arch: str,
+    kernel: str,
+    ram: int | str,
+    registry: ArchRegistry | None,
+    driver: str,
+    params: Mapping[str, Any],
+    image_size: int,
+) -> _Guest:
+    machine = Machine(arch, kernel, ram, registry=registry)
+    device = machine.create_xip_device(driver, **params)
+    fs = XipFS(device, read_only=True)  # the shared image is mounted read-only (ext2 -o ro,xip)
+    fs.create("image", data=_header(image_size), size=image_size, allocate=True)
+    mm = machine.new_mm()
+    va = mm.mmap(image_size, PROT_READ | PROT_EXEC, MAP_PRIVATE, file=fs.open("image", "r"))
+    return _Guest(machine=machine, mm=mm, va=va, device=device, fs=fs)
+
+
+def _measure(index: int, g: _Guest, image_size: int, faulted: int) -> GuestRecord:
+    mm, machine = g.mm, g.machine
+    npages = image_size // machine.page_size
+    _vas, ptes, reach = mm.pt.range_ptes(g.va, npages)
+    present = int((reach & np.asarray(mm.ops.pte_present(ptes), dtype=np.bool_)).sum())
+    smaps = next(rec for rec in mm.smaps() if rec["start"] == g.va)
+    memmap, in_ram = _image_memory(machine, g.device)
+    return GuestRecord(
+        index=index,
+        memmap_bytes=memmap,
+        pagetable_bytes=mm.pt.bytes_used,
+        ptes=present,
+        rss_pages=mm.rss_file + mm.rss_anon,
+        smaps_rss_bytes=int(smaps["Rss"]),
+        image_ram_bytes=in_ram,
+        faulted=faulted,
+    )
+
+
+def _verify(g: _Guest, image_size: int) -> bool:
+    """Data integrity: the mapping reads the image's header, and zeroes at its end."""
+    header = _header(image_size)
+    tail = min(64, image_size - len(header))
+    ok = g.mm.read(g.va, len(header)) == header
+    return ok and g.mm.read(g.va + image_size - tail, tail) == bytes(tail)
+
+
+def run_guests(
+    arch: str,
+    kernel: str,
+    *,
+    guests: int = 100,
+    image_size: int = 1 << 30,
+    pre_series: bool,
+    driver: str | None = None,
+    driver_params: Mapping[str, object] = {},
+    ram: int | str | None = None,
+    registry: ArchRegistry | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    keep: bool = False,
+) -> GuestsResult:
+    """Build ``guests`` machines that each map one ``image_size`` XIP image, and measure.
+
+    ``driver`` defaults to the arch's XIP driver under ``kernel`` that the experiment knows
+    (dcssblk, axonram, brd, pmem; pmem with ``memmap=False``), with parameters for one
+    image-sized device; ``driver_params`` override them. ``pre_series`` asks for the <=2.6.25
+    behaviour where the driver models one (dcssblk's ``pre_series``: struct pages for every
+    loaded DCSS); otherwise the result carries a ``reason`` and no figures. ``ram`` defaults
+    to 256 MiB, plus the image for a driver whose pages are RAM (brd). ``progress(done,
+    total)`` is called after each guest. Guests are dropped once measured unless ``keep``.
+    """
+    if isinstance(guests, bool) or not isinstance(guests, int) or guests < 1:
+        raise EINVAL(f"guests={guests!r}: need at least one guest")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
+        raise EINVAL(f"image_size={image_size!r} must be a positive number of bytes")
+    t0 = time.perf_counter()
+    probe = Machine(arch, kernel, ram if ram is not None else "256M", registry=registry)
+    ps = probe.page_size
+    if image_size % ps:
+        raise EINVAL(f"image_size={image_size:#x} is not a multiple of the {arch} page size {ps:#x}")
+    if len(_header(image_size)) > image_size:
+        raise EINVAL(f"image_size={image_size} is smaller than the image header")
+    name = driver if driver is not None else _default_driver(probe)
+    models = probe.xip_drivers()
+    if name not in models:
+        probe.create_xip_device(name)  # the machine's own error: unknown, or not in this profile
+        raise UnsupportedOperation(f"{arch} under {kernel} has no XIP driver {name!r}")
+    params: dict[str, Any] = {**_default_params(name, probe, image_size), **driver_params}
+    if ram is None:
+        ram = 256 << 20
+        if name == "brd":
+            ram += image_size  # the RAM disk's pages are the guest's RAM
+    base: dict[str, Any] = {
+        "arch": probe.arch,
+        "kernel": probe.profile.name,
+        "mode": probe.mode.mode.name,
+        "driver": name,
+        "pre_series": pre_series,
+        "mapping": MAPPING,
+        "guests": guests,
+        "image_size": image_size,
+        "page_size": ps,
+        "struct_page_size": probe.mode.mode.memory.struct_page_size,
+    }
+    has_pre = any(k == "pre_series" for k, _ in models[name].params)
+    if pre_series:
+        if not has_pre:
+            reason = NO_PRE_SERIES.get(
+                name, f"the {name} driver model has no pre_series parameter: no pre-series behaviour to model"
+            )
+            return _unmodelled(base, params, reason, t0)
+        params["pre_series"] = True
+    del probe
+    records: list[GuestRecord] = []
+    kept: list[Machine] = []
+    verified = False
+    for i in range(guests):
+        g = _build_guest(arch, kernel, ram, registry, name, params, image_size)
+        if i == 0:
+            refused = _refusal(g)
+            if refused is not None:
+                return _unmodelled(base, params, refused, t0)
+        faulted = g.mm.fault_in(g.va, image_size)
+        records.append(_measure(i, g, image_size, faulted))
+        if i == 0:
+            verified = _verify(g, image_size)
+            if not verified:
+                raise MixedmapError(f"guest 0 of {arch}/{kernel}/{name}: the mapping does not read the image")
+        if keep:
+            kept.append(g.machine)
+        del g
+        if not keep and (i + 1) % _COLLECT_EVERY == 0:
+            gc.collect()  # a dropped machine is a web of cycles (machine <-> mm, devices)
+        if progress is not None:
+            progress(i + 1, guests)
+    per = records[0].memmap_bytes
+    result = GuestsResult(
+        **base,
+        driver_params=_params_tuple(params),
+        per_guest=tuple(records),
+        memmap_bytes_per_guest=per,
+        total_memmap_bytes=sum(r.memmap_bytes for r in records),
+        total_pagetable_bytes=sum(r.pagetable_bytes for r in records),
+        total_ptes=sum(r.ptes for r in records),
+        total_rss_pages=sum(r.rss_pages for r in records),
+        total_image_ram_bytes=sum(r.image_ram_bytes for r in records),
+        break_even=break_even(image_size, per),
+        verified=verified,
+        elapsed_s=time.perf_counter() - t0,
+        machines=tuple(kept),
+    )
+    log.info(
+        "guests_measured", arch=result.arch, kernel=result.kernel, driver=name, pre_series=pre_series,
+        guests=guests, image_size=image_size, memmap_per_guest=per, break_even=result.break_even,
+        seconds=round(result.elapsed_s, 3),
+    )  # fmt: skip
+    return result
+
+
+def _refusal(g: _Guest) -> str | None:
+    """Why the image cannot be mapped XIP at all on this device (``direct_access`` refuses)."""
+    inode = g.fs.files["image"]
+    try:
+        g.fs.direct_access(inode.block(0))
+    except MixedmapError as exc:
+        return (
+            f"{g.device.driver or type(g.device).__name__} {g.device.name}: direct_access refuses "
+            f"({exc}); xip_file_fault would answer VM_FAULT_OOM, so no guest can map the image"
+        )
+    return None
+
+
+def _params_tuple(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+def _unmodelled(base: dict[str, Any], params: Mapping[str, Any], reason: str, t0: float) -> GuestsResult:
+    log.info("guests_not_modelled", arch=base["arch"], driver=base["driver"], reason=reason)
+    return GuestsResult(
+        **base,
+        driver_params=_params_tuple(params),
+        per_guest=(),
+        memmap_bytes_per_guest=None,
+        total_memmap_bytes=None,
+        total_pagetable_bytes=None,
+        total_ptes=None,
+        total_rss_pages=None,
+        total_image_ram_bytes=None,
+        break_even=None,
+        reason=reason,
+        elapsed_s=time.perf_counter() - t0,
+    )

@@ -1,0 +1,100 @@
+"""Figures of the guests experiment: struct-page memory against the number of guests.
+
+matplotlib through ``matplotlib.figure.Figure`` and the Agg canvas only: no pyplot, no global
+state, so a library call never opens a window or leaks a figure between callers.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mixedmap.errors import EINVAL
+from mixedmap.guests import GuestsResult
+
+MiB = 1 << 20
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def plot_guests(results: Sequence[GuestsResult], out_base: Path) -> tuple[Path, Path]:
+    """Write ``<out_base>.png`` and ``<out_base>.svg``: struct-page memory (MiB) of guests
+    1..N for every result (arch x behaviour), the image size as a horizontal line, and the
+    break-even guest count marked. Results without a model are listed under the plot with
+    their reason. Returns (png path, svg path).
+    """
+    if not results:
+        raise EINVAL("plot_guests: no results to plot")
+    base = Path(out_base)
+    png, svg = base.with_name(base.name + ".png"), base.with_name(base.name + ".svg")
+    modelled = [r for r in results if r.memmap_bytes_per_guest is not None]
+    skipped = [r for r in results if r.memmap_bytes_per_guest is None]
+    nmax = max(r.guests for r in results)
+    x = np.arange(1, nmax + 1)
+
+    fig = Figure(figsize=(10.0, 6.0 + 0.16 * len(skipped) * 2), layout="constrained")
+    FigureCanvasAgg(fig)
+    if skipped:
+        ax, notes_ax = fig.subplots(2, 1, height_ratios=[6.0, 0.32 * len(skipped) + 0.1])
+    else:
+        ax = fig.add_subplot()
+    marked: set[tuple[int, int]] = set()
+    for i, r in enumerate(modelled):
+        per = r.memmap_bytes_per_guest or 0
+        n = np.arange(1, r.guests + 1)
+        (line,) = ax.plot(
+            n,
+            n * per / MiB,
+            "--" if r.pre_series else "-",
+            linewidth=2.6 if r.pre_series else 1.4,
+            marker=_MARKERS[i % len(_MARKERS)],
+            markevery=(i % max(1, r.guests // 10), max(1, r.guests // 10)),
+            markersize=5,
+            label=f"{r.label}: {per / MiB:g} MiB per guest",
+        )
+        if r.break_even is not None and r.break_even <= nmax:
+            point = (r.break_even, r.break_even * per)
+            ax.plot([point[0]], [point[1] / MiB], "o", color=line.get_color(), markersize=9, fillstyle="none")
+            if point not in marked:
+                marked.add(point)
+                ax.annotate(
+                    f"break-even: N = {r.break_even}",
+                    (point[0], point[1] / MiB),
+                    textcoords="offset points",
+                    xytext=(8, -14),
+                    fontsize=8,
+                )
+    for size in sorted({r.image_size for r in results}):
+        ax.axhline(size / MiB, color="black", linewidth=1, linestyle=":")
+        ax.annotate(
+            f"image size {size / MiB:g} MiB",
+            (x[0], size / MiB),
+            textcoords="offset points",
+            xytext=(2, 4),
+            fontsize=8,
+        )
+    ax.set_xlim(1, max(nmax, 2))  # one guest still gets an axis, not a singular one
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("guests mapping the image")
+    ax.set_ylabel("struct page memory for the image, all guests (MiB)")
+    ax.set_title(
+        "One shared XIP image, N guests: struct pages before and after the VM_MIXEDMAP series", fontsize=10
+    )
+    if modelled:
+        ax.legend(fontsize=8, loc="upper left")
+    if skipped:
+        notes_ax.axis("off")
+        notes = "\n".join(
+            textwrap.shorten(f"not modelled: {r.label}: {r.reason}", width=170, placeholder=" ...")
+            for r in skipped
+        )
+        text = notes_ax.text(0.0, 1.0, notes, fontsize=7, va="top", ha="left", transform=notes_ax.transAxes)
+        text.set_in_layout(False)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, format="png", dpi=120)
+    fig.savefig(svg, format="svg")
+    return png, svg

@@ -1,0 +1,232 @@
+"""``mixedmap run`` for a scenario with a ``[guests]`` table: the memmap experiment on every
+arch and behaviour, with a progress bar, a report, a plot and optional memory images."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mixedmap.errors import MixedmapError, ProfileError
+from mixedmap.guests import GuestsResult, run_guests
+from mixedmap.machine import parse_size
+from mixedmap.plugin.registry import ArchRegistry
+from mixedmap.scenario import schema as S
+
+#: the profile a "pre-series" run uses: the 2008 kernel with the <=2.6.25 memmap for the image
+PRE_SERIES_KERNEL = "2.6.27"
+
+
+@attrs.frozen
+class Planned:
+    arch: str
+    behaviour: str
+    kernel: str
+    pre_series: bool
+
+
+def plan(guests: S.Guests, arches: Sequence[str], kernels: Sequence[str]) -> list[Planned]:
+    """(arch, behaviour) pairs; ``--kernel`` narrows the kernel behaviours (pre-series stays)."""
+    out = []
+    for arch in arches:
+        for b in guests.behaviours:
+            if b != "pre-series" and kernels and b not in kernels:
+                continue
+            pre = b == "pre-series"
+            out.append(Planned(arch, b, PRE_SERIES_KERNEL if pre else b, pre))
+    return out
+
+
+def _advance(progress: Progress, task: TaskID) -> Callable[[int, int], None]:
+    def update(done: int, _total: int) -> None:
+        progress.update(task, completed=done)
+
+    return update
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / (1 << 20):,.1f}"
+
+
+def _formula(r: GuestsResult) -> int:
+    """The kernel's figure: one struct page per page of the image (reference 7.3)."""
+    return (r.image_size // r.page_size) * r.struct_page_size
+
+
+def _record(p: Planned, r: GuestsResult | None, why: str | None) -> dict[str, Any]:
+    rec: dict[str, Any] = {"arch": p.arch, "behaviour": p.behaviour, "kernel": p.kernel}
+    if r is None:
+        return rec | {"skipped": why}
+    d = attrs.asdict(r, filter=lambda a, _v: a.name not in ("machines", "per_guest"))
+    d["formula_memmap_bytes_per_guest"] = _formula(r)
+    d["per_guest"] = [attrs.asdict(g) for g in r.per_guest]
+    return rec | d
+
+
+def run_guests_scenario(
+    scen: S.Scenario,
+    filename: str,
+    registry: ArchRegistry,
+    arches: Sequence[str],
+    console: Console,
+    as_json: bool,
+    *,
+    out: Path,
+    dump: Path | None,
+    count: int | None,
+    image_size: str | None,
+    kernels: Sequence[str],
+) -> bool:
+    """Run, report, plot; True when a run failed its data check or could not be set up."""
+    from mixedmap.plot import plot_guests
+
+    g = scen.guests
+    assert g is not None
+    n = count if count is not None else g.count
+    size = parse_size(image_size if image_size is not None else g.image_size)
+    if n < 1:
+        raise MixedmapError(f"--guests {n}: need at least one guest")
+    todo = plan(g, list(dict.fromkeys(arches)), kernels)
+    results: list[tuple[Planned, GuestsResult | None, str | None]] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=as_json) as progress:
+        for p in todo:
+            task = progress.add_task(f"{p.arch} {p.behaviour}", total=n)
+            over = g.drivers.get(p.arch)
+            try:
+                r = run_guests(
+                    p.arch,
+                    p.kernel,
+                    guests=n,
+                    image_size=size,
+                    pre_series=p.pre_series,
+                    driver=over.driver if over else None,
+                    driver_params=dict(over.params) if over else {},
+                    registry=registry,
+                    progress=_advance(progress, task),
+                )
+            except ProfileError as exc:
+                results.append((p, None, str(exc)))
+            except MixedmapError as exc:
+                results.append((p, None, f"error: {exc}"))
+            else:
+                results.append((p, r, None))
+            progress.update(task, completed=n)
+    done = [r for _, r, _ in results if r is not None]
+    plots: tuple[Path, Path] | None = None
+    if g.plot and done:
+        out.mkdir(parents=True, exist_ok=True)
+        plots = plot_guests(done, out / g.plot)
+    images = _dump(results, dump, size, registry, g) if dump is not None else []
+    failed = any(r is not None and not r.verified and r.reason is None for _, r, _ in results) or any(
+        why is not None and why.startswith("error") for _, _, why in results
+    )
+    if as_json:
+        doc = {
+            "file": filename,
+            "guests": n,
+            "image_size": size,
+            "runs": [_record(p, r, why) for p, r, why in results],
+            "plots": [str(x) for x in plots] if plots else [],
+            "dumps": [str(x) for x in images],
+        }
+        console.print_json(json.dumps(doc, default=str))
+        return failed
+    _render(scen, filename, n, size, results, console)
+    if plots:
+        console.print(f"plot: {plots[0]} and {plots[1]}")
+    for path in images:
+        console.print(f"memory image: {path}")
+    return failed
+
+
+def _render(
+    scen: S.Scenario,
+    filename: str,
+    n: int,
+    size: int,
+    results: Sequence[tuple[Planned, GuestsResult | None, str | None]],
+    console: Console,
+) -> None:
+    console.print(f"[bold]{scen.scenario.name}[/bold]  ({filename})")
+    console.print(f"{n} guests, each mapping all of one {_mib(size)} MiB read-only XIP image")
+    table = Table(title=f"struct page memory for the shared image (MiB; image {_mib(size)} MiB)")
+    for col in (
+        "arch",
+        "behaviour",
+        "driver",
+        "memmap/guest",
+        f"x {n}",
+        "break-even",
+        "PT/guest",
+        f"PT x {n}",
+        "PTEs",
+        "s",
+    ):
+        text = col in ("arch", "behaviour", "driver")
+        table.add_column(col, justify="left" if text else "right", no_wrap=text)
+    notes = []
+    for p, r, why in results:
+        if r is None:
+            notes.append(f"{p.arch} {p.behaviour}: {why}")
+            continue
+        if r.reason is not None:
+            notes.append(f"{p.arch} {p.behaviour} ({r.driver}): {r.reason}")
+            continue
+        per = r.memmap_bytes_per_guest or 0
+        if per not in (0, _formula(r)):
+            notes.append(
+                f"✗ {p.arch} {p.behaviour}: {per} bytes per guest, the kernel's formula gives {_formula(r)}"
+            )
+        table.add_row(
+            p.arch,
+            p.behaviour,
+            r.driver,
+            _mib(per),
+            _mib(r.total_memmap_bytes),
+            "never" if r.break_even is None else str(r.break_even),
+            _mib(r.per_guest[0].pagetable_bytes if r.per_guest else None),
+            _mib(r.total_pagetable_bytes),
+            f"{r.total_ptes:,}" if r.total_ptes is not None else "-",
+            f"{r.elapsed_s:.1f}",
+        )
+    console.print(table)
+    for note in notes:
+        console.print(f"[dim]{note}[/dim]", soft_wrap=True)
+
+
+def _dump(
+    results: Sequence[tuple[Planned, GuestsResult | None, str | None]],
+    directory: Path,
+    size: int,
+    registry: ArchRegistry,
+    g: S.Guests,
+) -> list[Path]:
+    """One guest per (arch, behaviour) that ran, kept and dumped (all guests are alike)."""
+    from mixedmap.dump import dump_machine
+
+    paths = []
+    for p, r, _ in results:
+        if r is None or r.reason is not None:
+            continue
+        over = g.drivers.get(p.arch)
+        one = run_guests(
+            p.arch,
+            p.kernel,
+            guests=1,
+            image_size=size,
+            pre_series=p.pre_series,
+            driver=over.driver if over else None,
+            driver_params=dict(over.params) if over else {},
+            registry=registry,
+            keep=True,
+        )
+        files = dump_machine(one.machines[0], directory, f"guest0-{p.arch}-{p.behaviour}")
+        paths.append(files.manifest)
+    return paths
