@@ -38,31 +38,8 @@ log = get_logger("mixedmap.guests")
 
 #: The mapping each guest makes (see the module docstring for why private).
 MAPPING = "MAP_PRIVATE, PROT_READ|PROT_EXEC"
-#: Name of the DCSS the default dcssblk guests define (z/VM names have at most 8 characters).
-SEGMENT = "GUESTIMG"
 #: Guests dropped between two explicit garbage collections (machines hold reference cycles).
 _COLLECT_EVERY = 8
-
-#: Drivers the experiment knows how to set up without parameters, in order of preference.
-DEFAULT_DRIVERS = ("dcssblk", "axonram", "brd", "pmem")
-
-#: Why a driver has no pre-series behaviour to measure (the driver models without a
-#: ``pre_series`` parameter); the model invents none.
-NO_PRE_SERIES: Mapping[str, str] = {
-    "axonram": (
-        "axonram memory was never in the memmap (the DDR2 bank is not System RAM), and the "
-        "<=2.6.25 get_xip_page API needed a struct page (virt_to_page of the direct_access "
-        "address), so XIP on axonram has no pre-series behaviour to model"
-    ),
-    "brd": (
-        "brd pages are ordinary RAM pages: they had struct pages before the series and after it; "
-        "the series changed how they are mapped (special PTE or refcounted page), not the memmap"
-    ),
-    "pmem": (
-        "pmem (4.1) postdates the series; in 6.18 its struct pages follow the namespace "
-        "(memmap=True: ZONE_DEVICE pages), not a pre-series behaviour"
-    ),
-}
 
 #: First bytes of every image: what the data-integrity check reads back through a mapping.
 HEADER_MAGIC = b"MIXEDMAP XIP GUEST IMAGE\n"
@@ -145,30 +122,16 @@ def break_even(image_size: int, memmap_per_guest: int) -> int | None:
 
 
 def _default_driver(machine: Machine) -> str:
+    """The arch's first XIP driver model (in the plugin's order) that can hold an image."""
     have = machine.xip_drivers()
-    for name in DEFAULT_DRIVERS:
-        if name in have:
+    for name, model in have.items():
+        if model.image_params is not None:
             return name
     offered = ", ".join(have) or "no XIP driver"
     raise UnsupportedOperation(
-        f"{machine.arch} under {machine.profile} has {offered} the guests experiment knows how to set "
-        f"up (it knows {', '.join(DEFAULT_DRIVERS)}); pass driver= and driver_params="
+        f"{machine.arch} under {machine.profile} offers {offered}, none with image_params for the "
+        "guests experiment; pass driver= and driver_params="
     )
-
-
-def _default_params(driver: str, machine: Machine, image_size: int) -> dict[str, Any]:
-    """Parameters that make one image-sized device on a guest (driver_params override them)."""
-    if driver == "dcssblk":
-        # Defined inline (CP DEFSEG) at the first memory section above guest storage: below
-        # 2 GiB for a 1 GiB image on 2.6.2x (31-bit DIAGNOSE X'64'), in sections of its own.
-        sec = 1 << machine.mode.mode.memory.section_size_bits
-        start = -(-machine.ram_size // sec) * sec
-        return {"segment": SEGMENT, "start": start, "size": image_size, "type": "SR"}
-    if driver == "pmem":
-        return {"size": image_size, "memmap": False}
-    if driver in ("brd", "axonram"):
-        return {"size": image_size}
-    return {}
 
 
 def _header(image_size: int) -> bytes:
@@ -267,12 +230,12 @@ def run_guests(
 ) -> GuestsResult:
     """Build ``guests`` machines that each map one ``image_size`` XIP image, and measure.
 
-    ``driver`` defaults to the arch's XIP driver under ``kernel`` that the experiment knows
-    (dcssblk, axonram, brd, pmem; pmem with ``memmap=False``), with parameters for one
-    image-sized device; ``driver_params`` override them. ``pre_series`` asks for the <=2.6.25
-    behaviour where the driver models one (dcssblk's ``pre_series``: struct pages for every
-    loaded DCSS); otherwise the result carries a ``reason`` and no figures. ``ram`` defaults
-    to 256 MiB, plus the image for a driver whose pages are RAM (brd). ``progress(done,
+    ``driver`` defaults to the arch's first XIP driver model under ``kernel`` that declares
+    ``image_params`` (the plugin knows how its driver holds an image: a DCSS defined above
+    guest storage, an axonram bank, a RAM disk); ``driver_params`` override them.
+    ``pre_series`` asks for the <=2.6.25 behaviour where the driver model declares one (the
+    struct pages the old XIP API needed); otherwise the result carries the model's ``reason``
+    and no figures. ``ram`` defaults to 256 MiB, plus the image for a RAM-backed driver. ``progress(done,
     total)`` is called after each guest. Guests are dropped once measured unless ``keep``.
     """
     if isinstance(guests, bool) or not isinstance(guests, int) or guests < 1:
@@ -291,11 +254,13 @@ def run_guests(
     if name not in models:
         probe.create_xip_device(name)  # the machine's own error: unknown, or not in this profile
         raise UnsupportedOperation(f"{arch} under {kernel} has no XIP driver {name!r}")
-    params: dict[str, Any] = {**_default_params(name, probe, image_size), **driver_params}
+    model = models[name]
+    defaults = model.image_params(probe, image_size) if model.image_params is not None else {}
+    params: dict[str, Any] = {**defaults, **driver_params}
     if ram is None:
         ram = 256 << 20
-        if name == "brd":
-            ram += image_size  # the RAM disk's pages are the guest's RAM
+        if model.ram_backed:
+            ram += image_size  # the device's pages are the guest's RAM
     base: dict[str, Any] = {
         "arch": probe.arch,
         "kernel": probe.profile.name,
@@ -308,14 +273,11 @@ def run_guests(
         "page_size": ps,
         "struct_page_size": probe.mode.mode.memory.struct_page_size,
     }
-    has_pre = any(k == "pre_series" for k, _ in models[name].params)
     if pre_series:
-        if not has_pre:
-            reason = NO_PRE_SERIES.get(
-                name, f"the {name} driver model has no pre_series parameter: no pre-series behaviour to model"
-            )
+        if isinstance(model.pre_series, str):
+            reason = model.pre_series or f"the {name} driver model has no pre-series behaviour to model"
             return _unmodelled(base, params, reason, t0)
-        params["pre_series"] = True
+        params.update(model.pre_series)
     del probe
     records: list[GuestRecord] = []
     kept: list[Machine] = []

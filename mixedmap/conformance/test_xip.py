@@ -86,3 +86,28 @@ class TestXipDrivers:
             filemap.release_sparse_page(m)
             m.remove_xip_device(dev.name)
             assert m.pages.leaks() == {}, f"{arch_profile.id}: {name}: {m.pages.leaks()}"
+
+    def test_image_params_hold_an_image(self, arch_profile: ArchCase) -> None:
+        """A driver that declares ``image_params`` creates a device of exactly that size from
+        them (the guests experiment relies on it), and its ``pre_series`` is parameters the
+        driver accepts or a reason, never silently empty."""
+        m0 = arch_profile.machine(ram="256M")
+        models = {n: d for n, d in m0.xip_drivers().items() if d.image_params is not None}
+        if not models:
+            pytest.skip(f"{arch_profile.arch} declares no image_params under {arch_profile.profile}")
+        size = 16 << 20
+        for name, model in models.items():
+            m = arch_profile.machine(ram="256M")
+            assert model.image_params is not None
+            params = model.image_params(m, size)
+            dev = m.create_xip_device(name, **params)
+            assert dev.size == size, (
+                f"{arch_profile.id}: {name}: image_params gave a {dev.size:#x}-byte device"
+            )
+            m.remove_xip_device(dev.name)
+            if isinstance(model.pre_series, str):
+                assert model.pre_series, f"{arch_profile.id}: {name}: pre_series needs a reason or parameters"
+            else:
+                accepted = {k for k, _ in model.params}
+                extra = {k for k, _ in model.pre_series} - accepted
+                assert not extra, f"{arch_profile.id}: {name}: pre_series uses unknown parameters {extra}"

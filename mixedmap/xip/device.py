@@ -261,3 +261,13 @@ class XipDriverModel:
     #: uses them to exercise the driver's contract); () means "the defaults do".
     example: tuple[tuple[str, object], ...] = ()
     create: Callable[..., Any] = attrs.field(eq=False, repr=False)
+    #: ``image_params(machine, size)``: parameters for one device holding a read-only image of
+    #: ``size`` bytes on ``machine`` (the guests experiment); None: the driver cannot hold one.
+    image_params: Callable[[Machine, int], dict[str, Any]] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
+    #: The <=2.6.25 (pre-series) behaviour: parameters that give the image the memmap the old
+    #: XIP API needed, or, as a string, why the driver has no such behaviour to model.
+    pre_series: tuple[tuple[str, object], ...] | str = ""
+    #: The device's pages are the machine's RAM (brd): a guest needs RAM for the image.
+    ram_backed: bool = False

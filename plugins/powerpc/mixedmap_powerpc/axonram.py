@@ -305,6 +305,12 @@ MODEL: Final = XipDriverModel(
     ),
     profiles=PROFILES,
     example=(("size", "64M"),),
+    image_params=lambda _machine, size: {"size": size},
+    pre_series=(
+        "axonram memory was never in the memmap (the DDR2 bank is not System RAM), and the "
+        "<=2.6.25 get_xip_page API needed a struct page (virt_to_page of the direct_access "
+        "address), so XIP on axonram has no pre-series behaviour to model"
+    ),
     params=(
         (
             "start",

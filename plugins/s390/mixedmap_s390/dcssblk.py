@@ -400,6 +400,15 @@ def _define_inline(ext: Extmem, names: list[str], params: dict[str, Any]) -> Seg
     return None
 
 
+def image_params(machine: Machine, size: int) -> dict[str, Any]:
+    """A shared read-only segment (type SR) holding an image of ``size`` bytes, defined inline
+    (CP DEFSEG) at the first memory section above guest storage: a 1 GiB image starts at
+    256 MiB on a 256 MiB guest and ends below 2 GiB, as 2.6.2x's 31-bit DIAGNOSE X'64' needs."""
+    sec = 1 << machine.mode.mode.memory.section_size_bits
+    start = -(-machine.ram_size // sec) * sec
+    return {"segment": "GUESTIMG", "start": start, "size": size, "type": "SR"}
+
+
 def create(machine: Machine, **params: Any) -> DcssBlkDevice:
     """sysfs ``add``: load the segment(s) shared and make the disk."""
     unknown = sorted(set(params) - {k for k, _ in PARAMS})
@@ -479,4 +488,6 @@ def drivers() -> Iterable[XipDriverModel]:
         params=PARAMS,
         example=(("segment", "CONFTEST"), ("start", "1G"), ("size", "64M"), ("type", "SW")),
         create=create,
+        image_params=image_params,
+        pre_series=(("pre_series", True),),
     )

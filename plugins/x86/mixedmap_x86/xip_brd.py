@@ -215,4 +215,10 @@ BRD: Final = XipDriverModel(
         ("name", "ram<N>; default the lowest free"),
     ),
     create=create_brd,
+    image_params=lambda _machine, size: {"size": size},
+    ram_backed=True,
+    pre_series=(
+        "brd pages are ordinary RAM pages: they had struct pages before the series and after it; "
+        "the series changed how they are mapped (special PTE or refcounted page), not the memmap"
+    ),
 )
