@@ -24,6 +24,9 @@ class FrameAllocator:
         self._used = np.zeros(end_pfn - start_pfn, dtype=np.bool_)
         self._cursor = 0
         self._nr_used = 0
+        #: Every frame below this index is in use: contiguous searches start here, so a
+        #: GiB of RAM-disk pages at the bottom of RAM is not rescanned per page table.
+        self._floor = 0
 
     @property
     def nr_frames(self) -> int:
@@ -68,10 +71,11 @@ class FrameAllocator:
         """
         if count <= 0 or align <= 0 or align & (align - 1):
             raise ValueError(f"bad contiguous request count={count} align={align}")
-        step = max(align, 1 << 16)
-        step -= step % align
+        self._raise_floor()
         first = (-self.start_pfn) % align
-        for lo in range(first, self.nr_frames - count + 1, step):
+        lo = first + max(0, self._floor - first) // align * align
+        step = max(align, 256)  # small windows first: the floor usually sits next to a hole
+        while lo <= self.nr_frames - count:
             hi = min(self.nr_frames, lo + step + count)  # windows overlap by count frames
             used = self._used[lo:hi]
             csum = np.concatenate([[0], np.cumsum(used, dtype=np.int64)])
@@ -79,7 +83,21 @@ class FrameAllocator:
             ok = np.flatnonzero(csum[starts + count] - csum[starts] == 0)
             if ok.size:
                 return self._take(lo + int(starts[ok[0]]), count)
+            lo += step
+            step = min(2 * step, max(align, 1 << 16))
         raise OutOfMemory(f"no {count} contiguous free frames aligned to {align}")
+
+    def _raise_floor(self) -> None:
+        """Move the floor up to the lowest free frame (the search stays lowest-first)."""
+        pos = self._floor
+        while pos < self.nr_frames:
+            end = min(self.nr_frames, pos + (1 << 16))
+            free = np.flatnonzero(~self._used[pos:end])
+            if free.size:
+                pos += int(free[0])
+                break
+            pos = end
+        self._floor = pos
 
     def _take(self, rel: int, count: int) -> int:
         self._used[rel : rel + count] = True
@@ -97,6 +115,7 @@ class FrameAllocator:
             raise VMBug(f"free: frame {int(arr[bad][0]):#x} is not allocated (double free)")
         self._used[rel] = False
         self._nr_used -= rel.size
+        self._floor = min(self._floor, int(rel.min()))
 
     def _rel(self, pfns: NDArray[np.uint64]) -> NDArray[np.int64]:
         arr = np.atleast_1d(np.asarray(pfns, dtype=np.uint64))

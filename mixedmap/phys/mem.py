@@ -103,6 +103,18 @@ class PhysMem:
                 self._second[int(self._top[block >> _SB_SHIFT]), block & _SB_MASK] = 0
                 self._free_slots.append(slot)
 
+    def discard_frames(self, pfns: NDArray[np.uint64], page_shift: int) -> None:
+        """:meth:`discard` of many whole frames: one gather finds the few that hold bytes
+        (a freshly allocated GiB of pages mostly never stored any)."""
+        arr = np.unique(np.asarray(pfns, dtype=np.uint64))
+        if arr.size == 0:
+            return
+        per = 1 << max(0, page_shift - BLOCK_SHIFT)
+        first = (arr << np.uint64(page_shift)) >> np.uint64(BLOCK_SHIFT)
+        blocks = (first[:, None] + np.arange(per, dtype=np.uint64)[None, :]).ravel()
+        for block in blocks[self._lookup_slots(blocks) != 0].tolist():
+            self.discard(int(block) << BLOCK_SHIFT, BLOCK_SIZE)
+
     def blocks(self) -> Iterator[tuple[int, NDArray[np.uint8]]]:
         """(physical address, 4 KiB contents) of every stored block, ascending."""
         for block in sorted(self._slot):

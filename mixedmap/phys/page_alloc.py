@@ -68,8 +68,7 @@ class PageAllocator:
         self.memmap.flags[row, col] = flags
         self.memmap.mapping[row, col] = 0
         self.memmap.index[row, col] = 0
-        for pfn in np.unique(pfns).tolist():
-            self.mem.discard(pfn << self.page_shift, self.page_size)
+        self.mem.discard_frames(pfns, self.page_shift)
 
     def page_count(self, pfns: int | NDArray[np.uint64]) -> NDArray[np.int32]:
         row, col = self.memmap.rows(_arr(pfns))

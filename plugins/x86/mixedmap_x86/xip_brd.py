@@ -112,6 +112,21 @@ class BrdDevice(XipDevice):
         pfn = int(self.pfns[pgoff])
         return None if pfn == _NO_PAGE else pfn
 
+    def frames(self, pgoffs: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The radix tree for many pages at once: -1 (``_NO_PAGE``) where never touched."""
+        out: NDArray[np.int64] = self.pfns[np.asarray(pgoffs, dtype=np.int64)]
+        return out
+
+    def clear_pages(self, pgoffs: NDArray[np.int64]) -> None:
+        """Back every page of a built image: a page never touched gets a new page from the
+        allocator, already zero (``alloc_page(__GFP_ZERO)``); one that holds bytes is zeroed."""
+        self._check_live()
+        arr = np.asarray(pgoffs, dtype=np.int64)
+        written = arr[self.pfns[arr] != _NO_PAGE]
+        self._insert_pages(arr)
+        if written.size:
+            super().clear_pages(written)
+
     # -- contents -------------------------------------------------------------------------
     def read(self, offset: int, length: int) -> bytes:
         self._check_live()
