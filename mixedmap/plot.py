@@ -70,11 +70,12 @@ def plot_guests(results: Sequence[GuestsResult], out_base: Path) -> tuple[Path, 
                 )
     for size in sorted({r.image_size for r in results}):
         ax.axhline(size / MiB, color="black", linewidth=1, linestyle=":")
-        ax.annotate(
+        ax.annotate(  # at the right end: the legend sits top left
             f"image size {size / MiB:g} MiB",
-            (x[0], size / MiB),
+            (max(nmax, 2), size / MiB),
             textcoords="offset points",
-            xytext=(2, 4),
+            xytext=(-4, 4),
+            ha="right",
             fontsize=8,
         )
     ax.set_xlim(1, max(nmax, 2))  # one guest still gets an axis, not a singular one
