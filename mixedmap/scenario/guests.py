@@ -156,21 +156,15 @@ def _render(
 ) -> None:
     console.print(f"[bold]{scen.scenario.name}[/bold]  ({filename})")
     console.print(f"{n} guests, each mapping all of one {_mib(size)} MiB read-only XIP image")
-    table = Table(title=f"struct page memory for the shared image (MiB; image {_mib(size)} MiB)")
-    for col in (
-        "arch",
-        "behaviour",
-        "driver",
-        "memmap/guest",
-        f"x {n}",
-        "break-even",
-        "PT/guest",
-        f"PT x {n}",
-        "PTEs",
-        "s",
+    per_guest = Table(title=f"per guest (MiB; image {_mib(size)} MiB; struct pages: 64 B per 4 KiB page)")
+    totals = Table(title=f"all {n} guests (MiB)")
+    for table, cols in (
+        (per_guest, ("arch", "behaviour", "driver", "memmap", "w/ pages", "page tables", "PTEs")),
+        (totals, ("arch", "behaviour", "memmap", "page tables", "PTEs", "break-even", "seconds")),
     ):
-        text = col in ("arch", "behaviour", "driver")
-        table.add_column(col, justify="left" if text else "right", no_wrap=text)
+        for col in cols:
+            text = col in ("arch", "behaviour", "driver")
+            table.add_column(col, justify="left" if text else "right", no_wrap=True)
     notes = []
     for p, r, why in results:
         if r is None:
@@ -180,23 +174,31 @@ def _render(
             notes.append(f"{p.arch} {p.behaviour} ({r.driver}): {r.reason}")
             continue
         per = r.memmap_bytes_per_guest or 0
-        if per not in (0, _formula(r)):
+        if per not in (0, _formula(r)):  # a memmap is all or nothing: 64 bytes per page
             notes.append(
                 f"✗ {p.arch} {p.behaviour}: {per} bytes per guest, the kernel's formula gives {_formula(r)}"
             )
-        table.add_row(
+        first = r.per_guest[0] if r.per_guest else None
+        per_guest.add_row(
             p.arch,
             p.behaviour,
             r.driver,
             _mib(per),
+            _mib(_formula(r)),
+            _mib(first.pagetable_bytes if first else None),
+            f"{first.ptes:,}" if first else "-",
+        )
+        totals.add_row(
+            p.arch,
+            p.behaviour,
             _mib(r.total_memmap_bytes),
-            "never" if r.break_even is None else str(r.break_even),
-            _mib(r.per_guest[0].pagetable_bytes if r.per_guest else None),
             _mib(r.total_pagetable_bytes),
             f"{r.total_ptes:,}" if r.total_ptes is not None else "-",
+            "never" if r.break_even is None else f"{r.break_even} guests",
             f"{r.elapsed_s:.1f}",
         )
-    console.print(table)
+    console.print(per_guest)
+    console.print(totals)
     for note in notes:
         console.print(f"[dim]{note}[/dim]", soft_wrap=True)
 
