@@ -34,7 +34,6 @@ def plot_guests(results: Sequence[GuestsResult], out_base: Path) -> tuple[Path, 
     modelled = [r for r in results if r.memmap_bytes_per_guest is not None]
     skipped = [r for r in results if r.memmap_bytes_per_guest is None]
     nmax = max(r.guests for r in results)
-    x = np.arange(1, nmax + 1)
 
     fig = Figure(figsize=(10.0, 6.0 + 0.16 * len(skipped) * 2), layout="constrained")
     FigureCanvasAgg(fig)

@@ -107,8 +107,8 @@ def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
 def _parse_path(path: str) -> tuple[str | int, ...]:
     """``$.steps[2].expect`` -> ("steps", 2, "expect")."""
     out: list[str | int] = []
-    for name, idx in re.findall(r"\.([^.\[\]]+)|\[(\d+)\]", path):
-        out.append(int(idx) if idx else name)
+    for name, idx, key in re.findall(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]", path):
+        out.append(int(idx) if idx else (key or name))
     return tuple(out)
 
 
@@ -173,9 +173,15 @@ def loads(text: str, filename: str = "<string>") -> S.Scenario:
     steps = data.get("steps", [])
     for i, st in enumerate(steps if isinstance(steps, list) else []):
         op = st.get("op") if isinstance(st, dict) else None
-        if op not in S.OPS:
+        if not isinstance(op, str) or op not in S.OPS:
             path: tuple[str | int, ...] = ("steps", i, "op")
-            why = "missing" if op is None else f"unknown op {op!r}"
+            why = (
+                "a step is a table ([[steps]])"
+                if not isinstance(st, dict)
+                else "missing"
+                if op is None
+                else f"unknown op {op!r}"
+            )
             raise ScenarioError(
                 filename, _line_for(lines, path), _dotted(path), f"{why}; ops: {', '.join(S.OPS)}"
             )

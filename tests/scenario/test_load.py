@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mixedmap.scenario import schema as S
@@ -118,3 +120,35 @@ def test_bundled_scenarios_all_load_and_are_listed() -> None:
 def test_unknown_name_lists_bundled() -> None:
     with pytest.raises(ScenarioError, match="lockless-gup"):
         load("no-such-scenario")
+
+
+def _key_value_lines(text: str) -> list[tuple[int, str]]:
+    return [
+        (n, m.group(1))
+        for n, line in enumerate(text.splitlines(), 1)
+        if (m := re.match(r"^([a-z_]+) = ", line)) and not text.splitlines()[n - 2].startswith("[scenario")
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(bundled()))
+def test_every_key_of_every_bundled_file_is_located(name: str) -> None:
+    """Corrupt each key's value in turn: the error must name exactly that line and key."""
+    from mixedmap.scenario.load import resolve
+
+    _, text = resolve(name)
+    lines = text.splitlines()
+    checked = 0
+    for n, key in _key_value_lines(text):
+        if key in ("name", "description", "reference") and any(
+            lines[i].startswith("[scenario]") for i in range(max(0, n - 6), n)
+        ):
+            continue  # free text in the header
+        bad = lines.copy()
+        bad[n - 1] = f"{key} = [[]]"
+        with pytest.raises(ScenarioError) as info:
+            loads("\n".join(bad) + "\n", f"{name}.toml")
+        assert info.value.line == n, f"{name}:{n} {key}: error says line {info.value.line}: {info.value}"
+        last = re.sub(r"(\[\d+\])+$", "", info.value.key).rsplit(".", 1)[-1]
+        assert last == key, f"{name}:{n}: key {info.value.key!r} for {key!r}"
+        checked += 1
+    assert checked >= 3
