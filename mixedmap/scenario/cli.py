@@ -106,6 +106,12 @@ def run_cmd(
     if scen.guests is not None:
         from mixedmap.scenario.guests import run_guests_scenario
 
+        if trace is not None:
+            raise click.UsageError(
+                "--trace is for scenarios with steps: a guests run faults whole images in batches "
+                "(26 million PTEs for 100 x 1 GiB); trace a small guest through a step scenario"
+            )
+
         failed = run_guests_scenario(
             scen,
             filename,

@@ -79,5 +79,8 @@ def test_guests_dump_keeps_one_guest(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert check_roundtrip(m).pages == 1024
 
 
-def test_guest_options_only_for_guests(capsys: pytest.CaptureFixture[str]) -> None:
+def test_guest_options_only_for_guests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["run", "s8-illegal-inserts", "--guests", "3"]) == 2
+    assert run(["run", "guests", "--guests", "1", "--trace", str(tmp_path / "t.jsonl")]) == 2
+    assert "--trace is for scenarios with steps" in capsys.readouterr().err
+    assert not (tmp_path / "t.jsonl").exists()
