@@ -5,6 +5,7 @@ shape it (mmap, munmap, mprotect, fork, exit) and user accesses that fault like 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -260,8 +261,22 @@ class MM:
         if vma is None:
             return
         npages = -(-length // self.page_size)
+        write = bool(vma.flags & VM.WRITE)
+        end = start + npages * self.page_size
+        if vma.file is None and vma.vm_ops is None and vma.end >= end and vma.flags & (VM.READ | VM.WRITE):
+            # Anonymous memory: every page GUP faults in gets a struct page (do_anonymous_page),
+            # so the loop never stops early and its get_page/put_page pairs cancel: the end
+            # state is that of faulting each page in, which fault_in applies in batches.
+            self.trace_range("gup", "mm/memory.c:get_user_pages", vma, start, npages)
+            if not write and not vma.flags & (VM.LOCKED | VM.SHARED):
+                # use_zero_page: a read of untouched anonymous memory is FOLL_ANON, and
+                # follow_page answers ZERO_PAGE without installing a PTE: nothing is mapped.
+                return
+            with contextlib.suppress(OOMError):  # GUP returns the pages it got; mmap ignores it
+                self.fault_in(start, npages * self.page_size, write=write)
+            return
         try:
-            pinned = get_user_pages(self, start, npages, bool(vma.flags & VM.WRITE))
+            pinned = get_user_pages(self, start, npages, write)
         except (EFAULT, ENOMEM):
             return
         self.machine.pages.put_page(pinned)  # the model's GUP always takes FOLL_GET refs
