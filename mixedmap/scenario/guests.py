@@ -51,7 +51,7 @@ def _advance(progress: Progress, task: TaskID) -> Callable[[int, int], None]:
 
 
 def _mib(n: int | None) -> str:
-    return "-" if n is None else f"{n / (1 << 20):,.1f}"
+    return "-" if n is None else f"{n / (1 << 20):.1f}"
 
 
 def _formula(r: GuestsResult) -> int:
@@ -160,7 +160,7 @@ def _render(
     totals = Table(title=f"all {n} guests (MiB)")
     for table, cols in (
         (per_guest, ("arch", "behaviour", "driver", "memmap", "w/ pages", "page tables", "PTEs")),
-        (totals, ("arch", "behaviour", "memmap", "page tables", "PTEs", "break-even", "seconds")),
+        (totals, ("arch", "behaviour", "memmap", "page tables", "PTEs", "break-even", "s")),
     ):
         for col in cols:
             text = col in ("arch", "behaviour", "driver")
@@ -193,7 +193,7 @@ def _render(
             p.behaviour,
             _mib(r.total_memmap_bytes),
             _mib(r.total_pagetable_bytes),
-            f"{r.total_ptes:,}" if r.total_ptes is not None else "-",
+            str(r.total_ptes) if r.total_ptes is not None else "-",
             "never" if r.break_even is None else f"{r.break_even} guests",
             f"{r.elapsed_s:.1f}",
         )
