@@ -7,8 +7,6 @@ fork and munmap of an mm with 262,144 mapped PTEs under 2 s each.
 
 from __future__ import annotations
 
-import numpy as np
-
 from mixedmap import ArchRegistry, Machine, RangeDevice, XipFS
 from mixedmap.mm.vma import MAP_PRIVATE, MAP_SHARED
 
@@ -22,13 +20,7 @@ def _xip_machine(arch: str, kernel: str, registry: ArchRegistry) -> tuple[Machin
     m.add_region("xip", start, GiB, memmap=False)
     dev = RangeDevice(m, "xip", start, GiB, read_only=True, kaddr_base=start)
     fs = XipFS(dev)
-    fs.create("image", size=0)
-    inode = fs.files["image"]
-    npages = GiB // m.page_size
-    inode._grow_blocks(npages)
-    inode.blocks[:] = np.arange(npages)  # a fully allocated 1 GiB file, built in place
-    fs._used[:] = True
-    inode.size = GiB
+    fs.create("image", size=GiB, allocate=True)  # a fully allocated 1 GiB file of zero blocks
     return m, fs
 
 

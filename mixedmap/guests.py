@@ -227,6 +227,7 @@ def run_guests(
     registry: ArchRegistry | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep: bool = False,
+    keep_first: int = 0,
 ) -> GuestsResult:
     """Build ``guests`` machines that each map one ``image_size`` XIP image, and measure.
 
@@ -235,8 +236,9 @@ def run_guests(
     guest storage, an axonram bank, a RAM disk); ``driver_params`` override them.
     ``pre_series`` asks for the <=2.6.25 behaviour where the driver model declares one (the
     struct pages the old XIP API needed); otherwise the result carries the model's ``reason``
-    and no figures. ``ram`` defaults to 256 MiB, plus the image for a RAM-backed driver. ``progress(done,
-    total)`` is called after each guest. Guests are dropped once measured unless ``keep``.
+    and no figures. ``ram`` defaults to 256 MiB, plus the image for a RAM-backed driver.
+    ``progress(done, total)`` is called after each guest. Guests are dropped once measured,
+    except all of them with ``keep`` and the first ``keep_first`` (e.g. one to dump).
     """
     if isinstance(guests, bool) or not isinstance(guests, int) or guests < 1:
         raise EINVAL(f"guests={guests!r}: need at least one guest")
@@ -294,7 +296,7 @@ def run_guests(
             verified = _verify(g, image_size)
             if not verified:
                 raise MixedmapError(f"guest 0 of {arch}/{kernel}/{name}: the mapping does not read the image")
-        if keep:
+        if keep or i < keep_first:
             kept.append(g.machine)
         del g
         if not keep and (i + 1) % _COLLECT_EVERY == 0:

@@ -137,6 +137,13 @@ def test_kept_machines_hold_struct_pages_as_measured() -> None:
     assert progress == [(i, GUESTS) for i in range(1, GUESTS + 1)] * 2
 
 
+def test_keep_first_keeps_only_the_first_guests() -> None:
+    r = run("s390x", "2.6.27", False, keep_first=1)
+    assert GUESTS > 1 and len(r.machines) == 1 and len(r.per_guest) == GUESTS
+    assert r.machines[0].mms[0].read(r.machines[0].mms[0].vmas[0].start, 8) == b"MIXEDMAP"
+    assert run("s390x", "2.6.27", False).machines == ()
+
+
 def test_plots_are_valid_png_and_svg(tmp_path: Path) -> None:
     results = [run("s390x", "2.6.27", pre) for pre in (False, True)]
     results.append(run("ppc64", "2.6.27", True))  # not modelled: listed with its reason

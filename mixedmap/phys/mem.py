@@ -96,24 +96,25 @@ class PhysMem:
         """Forget the bytes of whole blocks in [pa, pa+size): they read as zero again."""
         if pa % BLOCK_SIZE or size % BLOCK_SIZE:
             raise AddressError(f"discard needs block-aligned range, got {pa:#x}+{size:#x}")
-        for block in range(pa >> BLOCK_SHIFT, (pa + size) >> BLOCK_SHIFT):
-            slot = self._slot.pop(block, None)
-            if slot is not None:
-                self._store[slot] = 0
-                self._second[int(self._top[block >> _SB_SHIFT]), block & _SB_MASK] = 0
-                self._free_slots.append(slot)
+        self._discard_blocks(np.arange(pa >> BLOCK_SHIFT, (pa + size) >> BLOCK_SHIFT, dtype=np.uint64))
 
     def discard_frames(self, pfns: NDArray[np.uint64], page_shift: int) -> None:
-        """:meth:`discard` of many whole frames: one gather finds the few that hold bytes
-        (a freshly allocated GiB of pages mostly never stored any)."""
-        arr = np.unique(np.asarray(pfns, dtype=np.uint64))
-        if arr.size == 0:
-            return
+        """:meth:`discard` of many whole frames (of ``1 << page_shift`` bytes) at once."""
+        arr = np.asarray(pfns, dtype=np.uint64)
         per = 1 << max(0, page_shift - BLOCK_SHIFT)
         first = (arr << np.uint64(page_shift)) >> np.uint64(BLOCK_SHIFT)
-        blocks = (first[:, None] + np.arange(per, dtype=np.uint64)[None, :]).ravel()
-        for block in blocks[self._lookup_slots(blocks) != 0].tolist():
-            self.discard(int(block) << BLOCK_SHIFT, BLOCK_SIZE)
+        self._discard_blocks((first[:, None] + np.arange(per, dtype=np.uint64)[None, :]).ravel())
+
+    def _discard_blocks(self, blocks: NDArray[np.uint64]) -> None:
+        """One gather finds the few blocks that hold bytes (a GiB region or a fresh batch of
+        pages mostly never stored any); only those cost a Python step."""
+        if blocks.size == 0:
+            return
+        for block in np.unique(blocks[self._lookup_slots(blocks) != 0]).tolist():
+            slot = self._slot.pop(block)
+            self._store[slot] = 0
+            self._second[int(self._top[block >> _SB_SHIFT]), block & _SB_MASK] = 0
+            self._free_slots.append(slot)
 
     def blocks(self) -> Iterator[tuple[int, NDArray[np.uint8]]]:
         """(physical address, 4 KiB contents) of every stored block, ascending."""

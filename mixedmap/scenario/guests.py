@@ -110,6 +110,7 @@ def run_guests_scenario(
                     driver_params=dict(over.params) if over else {},
                     registry=registry,
                     progress=_advance(progress, task),
+                    keep_first=1 if dump is not None else 0,  # all guests are alike: dump one
                 )
             except ProfileError as exc:
                 results.append((p, None, str(exc)))
@@ -123,7 +124,7 @@ def run_guests_scenario(
     if g.plot and done:
         out.mkdir(parents=True, exist_ok=True)
         plots = plot_guests(done, out / g.plot)
-    images = _dump(results, dump, size, registry, g) if dump is not None else []
+    images = _dump(results, dump) if dump is not None else []
     failed = any(r is not None and not r.verified and r.reason is None for _, r, _ in results) or any(
         why is not None and why.startswith("error") for _, _, why in results
     )
@@ -203,32 +204,13 @@ def _render(
         console.print(f"[dim]{note}[/dim]", soft_wrap=True)
 
 
-def _dump(
-    results: Sequence[tuple[Planned, GuestsResult | None, str | None]],
-    directory: Path,
-    size: int,
-    registry: ArchRegistry,
-    g: S.Guests,
-) -> list[Path]:
-    """One guest per (arch, behaviour) that ran, kept and dumped (all guests are alike)."""
+def _dump(results: Sequence[tuple[Planned, GuestsResult | None, str | None]], directory: Path) -> list[Path]:
+    """The kept first guest of each (arch, behaviour) that ran (all its guests are alike)."""
     from mixedmap.dump import dump_machine
 
     paths = []
     for p, r, _ in results:
-        if r is None or r.reason is not None:
-            continue
-        over = g.drivers.get(p.arch)
-        one = run_guests(
-            p.arch,
-            p.kernel,
-            guests=1,
-            image_size=size,
-            pre_series=p.pre_series,
-            driver=over.driver if over else None,
-            driver_params=dict(over.params) if over else {},
-            registry=registry,
-            keep=True,
-        )
-        files = dump_machine(one.machines[0], directory, f"guest0-{p.arch}-{p.behaviour}")
-        paths.append(files.manifest)
+        if r is not None and r.machines:
+            files = dump_machine(r.machines[0], directory, f"guest0-{p.arch}-{p.behaviour}")
+            paths.append(files.manifest)
     return paths

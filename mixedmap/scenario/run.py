@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from mixedmap.errors import SIGBUS, SIGSEGV, KernelErrno, MixedmapError, OOMError, ProfileError, VMBug
+from mixedmap.errors import SIGBUS, SIGSEGV, FaultError, KernelErrno, MixedmapError, ProfileError, VMBug
 from mixedmap.machine import Machine, parse_size
 from mixedmap.mm import memory
 from mixedmap.mm.file import DeviceFile
@@ -84,12 +84,9 @@ def _label(st: S.Step) -> str:
 
 
 def _errname(exc: MixedmapError) -> str:
-    if isinstance(exc, SIGSEGV):
-        return "SIGSEGV"
-    if isinstance(exc, SIGBUS):
-        return "SIGBUS"
-    if isinstance(exc, OOMError):
-        return "OOM"
+    """The outcome name: the signal a fault raised, the errno, or BUG for a ``BUG_ON``."""
+    if isinstance(exc, FaultError):
+        return exc.signal
     if isinstance(exc, VMBug):
         return "BUG"
     if isinstance(exc, KernelErrno):

@@ -83,37 +83,25 @@ class XipDevice(abc.ABC):
         ``ext2_clear_xip_target`` zeroes a newly allocated block through ``direct_access``;
         an image built with ``dd`` has every block written. Either way every page exists on
         the device and reads as zero. A page not backed yet is backed through :meth:`fill`
-        (a driver that allocates on write, brd, allocates it as ``brd_insert_page`` would),
-        a chunk at a time; a page whose frame holds bytes is zeroed through :meth:`fill`.
-        The zero blocks written on the way are then dropped from host storage (they read
-        as zero either way), so a GiB of zero blocks costs the host no GiB.
+        (a driver that allocates on write allocates it as it would for a write), a chunk at
+        a time; then the frames' stored bytes are dropped, which is what zero means in
+        sparse physical memory, so a GiB of zero blocks costs the host no GiB.
         """
         ps = self.machine.page_size
-        shift = self.machine.fmt.page_shift
         arr = np.asarray(pgoffs, dtype=np.int64)
-        if arr.size == 0:
-            return
-        mem = self.machine.mem
-        stored = np.unique(np.fromiter((pa >> shift for pa, _ in mem.blocks()), dtype=np.int64))
-        before = self.frames(arr)
-        dirty = arr[(before >= 0) & np.isin(before, stored)]
-        for first, count in _runs(arr[before < 0]):
+        for first, count in _runs(arr[self.frames(arr) < 0]):
             for lo in range(first, first + count, _CLEAR_CHUNK):
                 n = min(_CLEAR_CHUNK, first + count - lo)
                 self.fill(bytes(n * ps), lo * ps)
                 self._forget(np.arange(lo, lo + n, dtype=np.int64))
-        for pgoff in dirty.tolist():
-            self.fill(bytes(ps), pgoff * ps)
-        self._forget(dirty)
+        self._forget(arr)
 
     def _forget(self, pgoffs: NDArray[np.int64]) -> None:
-        """Drop the host bytes of pages that hold zeros (they read as zero unstored)."""
-        ps = self.machine.page_size
+        """Drop the host bytes of pages (they read as zero unstored), in one batch."""
         frames = self.frames(pgoffs)
         if (frames < 0).any():
             raise AddressError(f"{self.name}: page {int(pgoffs[frames < 0][0])} has no backing frame")
-        for pfn in frames.tolist():
-            self.machine.mem.discard(pfn * ps, ps)
+        self.machine.mem.discard_frames(frames.astype(np.uint64), self.machine.fmt.page_shift)
 
     @property
     @abc.abstractmethod

@@ -118,14 +118,12 @@ class BrdDevice(XipDevice):
         return out
 
     def clear_pages(self, pgoffs: NDArray[np.int64]) -> None:
-        """Back every page of a built image: a page never touched gets a new page from the
-        allocator, already zero (``alloc_page(__GFP_ZERO)``); one that holds bytes is zeroed."""
+        """Back every page of a built image in one batch (``brd_insert_page`` hands out
+        ``alloc_page(__GFP_ZERO)`` pages), then zero the ones that held bytes."""
         self._check_live()
         arr = np.asarray(pgoffs, dtype=np.int64)
-        written = arr[self.pfns[arr] != _NO_PAGE]
         self._insert_pages(arr)
-        if written.size:
-            super().clear_pages(written)
+        super().clear_pages(arr)
 
     # -- contents -------------------------------------------------------------------------
     def read(self, offset: int, length: int) -> bytes:
