@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import numpy as np
@@ -25,7 +25,9 @@ from numpy.typing import NDArray
 from mixedmap.bits import Value
 from mixedmap.errors import ArchSpecError, ProfileError
 from mixedmap.profiles import PROFILES
-from mixedmap.xip.device import XipDriverModel as XipDriverModel  # re-exported for plugins
+
+if TYPE_CHECKING:
+    from mixedmap.machine import Machine
 
 #: Kinds returned by :meth:`PteOps.entry_kind` for upper-level entries.
 ENTRY_NONE = 0
@@ -407,3 +409,31 @@ class ArchSpec:
         given = ", ".join(f"{k}={v!r}" for k, v in options.items())
         what = "ambiguous" if hits else "no mode matches"
         raise ProfileError(f"arch {self.name}, profile {profile}: {what} {given}; modes: {avail}")
+
+
+@attrs.frozen(kw_only=True)
+class XipDriverModel:
+    """An XIP device driver an arch offers; ``create(machine, **params)`` makes a device.
+
+    A declaration, like the rest of this module: the device contract it creates lives in
+    :mod:`mixedmap.xip.device`, above the machine, so this value type imports neither.
+    """
+
+    name: str
+    description: str = ""
+    profiles: tuple[str, ...] = ()
+    params: tuple[tuple[str, str], ...] = ()
+    #: Parameters that create a small device on a 256 MiB machine (the conformance suite
+    #: uses them to exercise the driver's contract); () means "the defaults do".
+    example: tuple[tuple[str, object], ...] = ()
+    create: Callable[..., Any] = attrs.field(eq=False, repr=False)
+    #: ``image_params(machine, size)``: parameters for one device holding a read-only image of
+    #: ``size`` bytes on ``machine`` (the guests experiment); None: the driver cannot hold one.
+    image_params: Callable[[Machine, int], dict[str, Any]] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
+    #: The <=2.6.25 (pre-series) behaviour: parameters that give the image the memmap the old
+    #: XIP API needed, or, as a string, why the driver has no such behaviour to model.
+    pre_series: tuple[tuple[str, object], ...] | str = ""
+    #: The device's pages are the machine's RAM (brd): a guest needs RAM for the image.
+    ram_backed: bool = False

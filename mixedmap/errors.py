@@ -144,3 +144,9 @@ class ENODEV(KernelErrno):
 
 class EOPNOTSUPP(KernelErrno):
     errno = _errno.EOPNOTSUPP
+
+
+class ENODATA(KernelErrno):
+    """``get_xip_mem`` on a hole without create (fs/ext2/xip.c)."""
+
+    errno = _errno.ENODATA

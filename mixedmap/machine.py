@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mixedmap._log import get_logger
-from mixedmap.arch import PageTableFormat
+from mixedmap.arch import PageTableFormat, XipDriverModel
 from mixedmap.errors import EBUSY, EEXIST, ENOENT, AddressError, PluginError, ProfileError, UnknownArchError
 from mixedmap.mm.mm import MM
 from mixedmap.pgtable import PageTable
@@ -23,7 +23,7 @@ from mixedmap.phys.page_alloc import PageAllocator
 from mixedmap.phys.regions import Region, RegionMap
 from mixedmap.plugin.registry import ArchRegistry, BoundMode, default_registry
 from mixedmap.profiles import Profile, get_profile
-from mixedmap.xip.device import XipDevice, XipDriverModel
+from mixedmap.xip.device import XipDevice
 
 log = get_logger("mixedmap.machine")
 

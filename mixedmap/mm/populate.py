@@ -36,10 +36,9 @@ from numpy.typing import NDArray
 from mixedmap._log import get_logger
 from mixedmap.errors import EINVAL, OutOfMemory
 from mixedmap.mm import rmap
-from mixedmap.mm.vma import VM, VMA
+from mixedmap.mm.vma import FAULT_PER_PAGE, FAULT_SPARSE, VM, VMA, BatchFault
 from mixedmap.phys.memmap import PG
 from mixedmap.profiles import V2_6_27
-from mixedmap.xip import filemap
 
 if TYPE_CHECKING:
     from mixedmap.mm.mm import MM
@@ -102,8 +101,8 @@ def _one(mm: MM, va: int, write: bool) -> int:
 def _kind(vma: VMA) -> str:
     if vma.vm_ops is None:
         return _KIND_ANON  # handle_pte_fault: no ->fault means do_anonymous_page
-    if filemap.is_xip_vma(vma):
-        return _KIND_XIP
+    if isinstance(vma.vm_ops, BatchFault):
+        return _KIND_XIP  # xip_file_vm_ops, asked through the mm's batch-fault protocol
     return _KIND_OTHER
 
 
@@ -175,9 +174,10 @@ def _plan_xip(
     if idx.size == 0:
         return
     pgoffs = ((vas[idx] - np.uint64(vma.start)) >> np.uint64(mm.page_shift)).astype(np.int64) + vma.pgoff
-    got = filemap.xip_fault_pfns(vma, pgoffs)
-    stop[idx[got == filemap.XIP_PER_PAGE]] = True
-    what[idx[got == filemap.XIP_SPARSE]] = _SPARSE
+    assert isinstance(vma.vm_ops, BatchFault)
+    got = vma.vm_ops.fault_pfns(vma, pgoffs)
+    stop[idx[got == FAULT_PER_PAGE]] = True
+    what[idx[got == FAULT_SPARSE]] = _SPARSE
     data = got >= 0
     if not data.any():
         return
@@ -231,7 +231,8 @@ def _allocate(
     heads = np.flatnonzero(np.concatenate([[True], runs[1:] != runs[:-1]]))
     bounds = [*heads.tolist(), faulting.size]
     lo_hi = np.searchsorted(run_of, runs[heads]), np.searchsorted(run_of, runs[heads], side="right")
-    sparse_needed = not filemap.xip_sparse_allocated(machine)
+    batch = vma.vm_ops if isinstance(vma.vm_ops, BatchFault) else None
+    sparse_needed = batch is not None and not batch.sparse_allocated(machine)
     for r in range(heads.size):
         members = faulting[bounds[r] : bounds[r + 1]]
         first = int(members[0])
@@ -249,7 +250,8 @@ def _allocate(
         if sparse_needed and (kinds == _SPARSE).any():
             if machine.pages.nr_free < 1:
                 return int(members[kinds == _SPARSE][0])
-            filemap.xip_sparse_page(machine)
+            assert batch is not None
+            batch.sparse_page(machine)
             sparse_needed = False
         anon = members[kinds == _ANON]
         if anon.size:
@@ -294,7 +296,8 @@ def _apply(
         mm.rss_file += int(npfn.size)
     sparse = what == _SPARSE
     if sparse.any():  # 2.6.27 vm_insert_page; 2.6.26 vmf->page mapped by __do_fault
-        pfn = filemap.xip_sparse_page(machine)
+        assert isinstance(vma.vm_ops, BatchFault)
+        pfn = vma.vm_ops.sparse_page(machine)
         count = int(sparse.sum())
         new[sparse] = np.uint64(int(ops.pfn_pte(pfn, prot)))
         spfn = np.full(count, pfn, dtype=np.uint64)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
+import numpy as np
+from numpy.typing import NDArray
 
 if TYPE_CHECKING:
+    from mixedmap.machine import Machine
     from mixedmap.mm.mm import MM
 
 
@@ -111,6 +114,35 @@ class VmOperations(Protocol):
     """vm_operations_struct: the one hook the model needs."""
 
     def fault(self, vma: VMA, vmf: VMFault) -> FaultResult: ...
+
+
+#: :meth:`BatchFault.fault_pfns` answers besides a pfn (pfns are never negative): the
+#: shared sparse page goes there, or only the fault itself can tell.
+FAULT_SPARSE = -1
+FAULT_PER_PAGE = -2
+
+
+@runtime_checkable
+class BatchFault(VmOperations, Protocol):
+    """A ``->fault`` whose *read* answers can be asked for many pages before any is taken.
+
+    The batched fault-in (:mod:`mixedmap.mm.populate`) plans a whole VMA from these, much as
+    ``->map_pages`` (fault-around, 3.15) lets the kernel map many pages in one fault; the mm
+    layer so never imports the filesystem that supplies the pages (``xip_file_vm_ops``).
+    """
+
+    def fault_pfns(self, vma: VMA, pgoffs: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The pfn a read fault maps with ``vm_insert_mixed`` at each file page, else
+        :data:`FAULT_SPARSE` or :data:`FAULT_PER_PAGE`; no side effect."""
+        ...
+
+    def sparse_page(self, machine: Machine) -> int:
+        """The shared zeroed page that holes are mapped to (allocated on first use)."""
+        ...
+
+    def sparse_allocated(self, machine: Machine) -> bool:
+        """Whether :meth:`sparse_page` has allocated it yet."""
+        ...
 
 
 @attrs.define(eq=False)

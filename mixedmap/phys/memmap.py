@@ -20,7 +20,6 @@ from numpy.typing import NDArray
 
 from mixedmap.arch import MemoryModel
 from mixedmap.errors import AddressError
-from mixedmap.plugin import hookimpl
 
 
 class PG(enum.IntFlag):
@@ -157,11 +156,3 @@ class MemMap:
                 setattr(self, name, new)
         self._nrows += 1
         return row
-
-
-class DefaultPfnValid:
-    """The core's fallback implementation of ``mixedmap_pfn_valid`` (runs last)."""
-
-    @hookimpl(trylast=True)
-    def mixedmap_pfn_valid(self, memmap: MemMap, pfns: NDArray[np.uint64]) -> NDArray[np.bool_]:
-        return memmap.pfn_valid(pfns)

@@ -18,8 +18,8 @@ import pluggy
 from mixedmap._log import get_logger
 from mixedmap.arch import ArchSpec, Support
 from mixedmap.errors import ArchSpecError, PluginError
-from mixedmap.phys.memmap import DefaultPfnValid
 from mixedmap.plugin import API_VERSION, NAME
+from mixedmap.plugin.sparsemem import DefaultPfnValid
 from mixedmap.plugin.spec import MixedmapSpecs
 
 log = get_logger("mixedmap.plugin")

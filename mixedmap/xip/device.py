@@ -9,11 +9,9 @@ ordinary RAM; dcssblk and axonram: no), and it is what ``vm_insert_mixed`` later
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import numpy as np
 from numpy.typing import NDArray
 
@@ -235,27 +233,3 @@ def _runs(pgoffs: NDArray[np.int64]) -> list[tuple[int, int]]:
     starts = np.concatenate([[0], breaks])
     ends = np.concatenate([breaks, [pgoffs.size]])
     return [(int(pgoffs[a]), int(b - a)) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
-
-
-@attrs.frozen(kw_only=True)
-class XipDriverModel:
-    """An XIP device driver an arch offers; ``create(machine, **params)`` makes a device."""
-
-    name: str
-    description: str = ""
-    profiles: tuple[str, ...] = ()
-    params: tuple[tuple[str, str], ...] = ()
-    #: Parameters that create a small device on a 256 MiB machine (the conformance suite
-    #: uses them to exercise the driver's contract); () means "the defaults do".
-    example: tuple[tuple[str, object], ...] = ()
-    create: Callable[..., Any] = attrs.field(eq=False, repr=False)
-    #: ``image_params(machine, size)``: parameters for one device holding a read-only image of
-    #: ``size`` bytes on ``machine`` (the guests experiment); None: the driver cannot hold one.
-    image_params: Callable[[Machine, int], dict[str, Any]] | None = attrs.field(
-        default=None, eq=False, repr=False
-    )
-    #: The <=2.6.25 (pre-series) behaviour: parameters that give the image the memmap the old
-    #: XIP API needed, or, as a string, why the driver has no such behaviour to model.
-    pre_series: tuple[tuple[str, object], ...] | str = ""
-    #: The device's pages are the machine's RAM (brd): a guest needs RAM for the image.
-    ram_backed: bool = False

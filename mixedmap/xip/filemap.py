@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from mixedmap.errors import EFAULT, EINVAL, ENOMEM, EROFS, KernelErrno, OutOfMemory, VMBug
+from mixedmap.errors import EFAULT, EINVAL, ENODATA, ENOMEM, EROFS, KernelErrno, OutOfMemory, VMBug
 from mixedmap.mm import rmap
 from mixedmap.mm.memory import vm_insert_mixed, vm_insert_page, zap_pte_range
-from mixedmap.mm.vma import VM, VMA, FaultResult, VMFault
+from mixedmap.mm.vma import FAULT_PER_PAGE, FAULT_SPARSE, VM, VMA, FaultResult, VMFault
 from mixedmap.profiles import V2_6_27
-from mixedmap.xip.fs import ENODATA, Inode, XipFile, XipFS
 
 if TYPE_CHECKING:
     from mixedmap.machine import Machine
+    from mixedmap.xip.fs import Inode, XipFile, XipFS
 
 _sparse: weakref.WeakKeyDictionary[Machine, int] = weakref.WeakKeyDictionary()
 
@@ -73,9 +73,9 @@ def get_xip_mem(mapping: Inode, pgoff: int, create: bool) -> tuple[int, int]:
     return mapping.fs.direct_access(block)
 
 
-#: :func:`xip_fault_pfns` answers besides a pfn (pfns are never negative).
-XIP_SPARSE = -1
-XIP_PER_PAGE = -2
+#: :func:`xip_fault_pfns` answers besides a pfn (the mm layer's batch-fault codes).
+XIP_SPARSE = FAULT_SPARSE
+XIP_PER_PAGE = FAULT_PER_PAGE
 
 
 def xip_fault_pfns(vma: VMA, pgoffs: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -139,10 +139,19 @@ def is_xip_vma(vma: VMA) -> bool:
 
 
 class XipVmOps:
-    """xip_file_vm_ops."""
+    """xip_file_vm_ops; a :class:`~mixedmap.mm.vma.BatchFault`, so fault-in can batch it."""
 
     def fault(self, vma: VMA, vmf: VMFault) -> FaultResult:
         return xip_file_fault(vma, vmf)
+
+    def fault_pfns(self, vma: VMA, pgoffs: NDArray[np.int64]) -> NDArray[np.int64]:
+        return xip_fault_pfns(vma, pgoffs)
+
+    def sparse_page(self, machine: Machine) -> int:
+        return xip_sparse_page(machine)
+
+    def sparse_allocated(self, machine: Machine) -> bool:
+        return xip_sparse_allocated(machine)
 
 
 _XIP_VM_OPS = XipVmOps()

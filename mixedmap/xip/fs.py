@@ -16,19 +16,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mixedmap.errors import EEXIST, EINVAL, ENOENT, ENOSPC, EROFS, KernelErrno
+from mixedmap.errors import EEXIST, EINVAL, ENOENT, ENOSPC, EROFS
+from mixedmap.errors import ENODATA as ENODATA  # get_xip_mem's hole answer, re-exported
+from mixedmap.xip import filemap
 from mixedmap.xip.device import SECTOR_SIZE, XipDevice
 
 if TYPE_CHECKING:
     from mixedmap.mm.vma import VMA
 
 _ino = itertools.count(2)
-
-
-class ENODATA(KernelErrno):
-    """get_xip_mem on a hole without create."""
-
-    errno = 61
 
 
 class Inode:
@@ -71,19 +67,13 @@ class XipFile:
         return self.inode
 
     def mmap(self, vma: VMA) -> None:
-        from mixedmap.xip.filemap import xip_file_mmap
-
-        xip_file_mmap(self, vma)
+        filemap.xip_file_mmap(self, vma)
 
     def read(self, offset: int, length: int) -> bytes:
-        from mixedmap.xip.filemap import xip_file_read
-
-        return xip_file_read(self, offset, length)
+        return filemap.xip_file_read(self, offset, length)
 
     def write(self, offset: int, data: bytes) -> int:
-        from mixedmap.xip.filemap import xip_file_write
-
-        return xip_file_write(self, offset, data)
+        return filemap.xip_file_write(self, offset, data)
 
     def __repr__(self) -> str:
         return f"<XipFile {self.inode.name} {'r' if self.readable else ''}{'w' if self.writable else ''}>"
