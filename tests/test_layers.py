@@ -8,9 +8,11 @@ on exactly what they forbid (a check that cannot fail guards nothing).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,18 @@ def test_a_circle_between_siblings_is_refused(tmp_path: Path) -> None:
     res = _lint(tmp_path)
     assert res.returncode == 1, res.stdout
     assert "no import circle between sibling modules or packages BROKEN" in res.stdout
+
+
+def _contract_layers() -> list[list[str]]:
+    cfg = tomllib.loads(CONFIG.read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in cfg if c["type"] == "layers"]
+    return [[m.strip() for m in layer.replace("|", ":").split(":")] for layer in reversed(layers)]
+
+
+def test_readme_layout_is_the_contract() -> None:
+    """The README's layer list, bottom to top, names exactly the contract's layers in order."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\d+\. (.*?): ", section, re.M)
+    listed = [re.findall(r"`([\w.]+)`", row) for row in rows]
+    assert listed == _contract_layers()
