@@ -13,6 +13,10 @@ the rule's ``note`` says so.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import attrs
 
 from mixedmap.errors import UnsupportedOperation
@@ -40,7 +44,10 @@ class Rule:
     note: str = ""
 
     def applies(self, profile: Profile) -> bool:
-        """Whether ``profile``'s kernel has this rule."""
+        """Whether ``profile``'s kernel has this rule (recorded while :func:`consulted` runs)."""
+        seen = _consulted.get()
+        if seen is not None:
+            seen.append(self)
         if profile.version < self.introduced:
             return False
         return self.removed is None or profile.version < self.removed
@@ -71,6 +78,26 @@ class UnsupportedRule(UnsupportedOperation):
         super().__init__(f"{what} does not exist in kernel {profile}: {why} ({rule.file})")
         self.rule = rule
         self.profile = profile
+
+
+_consulted: contextvars.ContextVar[list[Rule] | None] = contextvars.ContextVar(
+    "mixedmap_rules_consulted", default=None
+)
+
+
+@contextlib.contextmanager
+def consulted() -> Iterator[list[Rule]]:
+    """Collect every rule asked while the block runs, in order (repeats included).
+
+    ``mixedmap diff`` runs each scenario step inside one, so a difference between kernels is
+    attributed to the rules that step actually consulted, not to a guess from the step's op.
+    """
+    seen: list[Rule] = []
+    token = _consulted.set(seen)
+    try:
+        yield seen
+    finally:
+        _consulted.reset(token)
 
 
 def require(rule: Rule, profile: Profile, what: str | None = None) -> None:
