@@ -24,6 +24,7 @@ from mixedmap.mm.gup import get_user_pages, get_user_pages_fast
 from mixedmap.mm.mm import MM
 from mixedmap.mm.vma import MAP_ANONYMOUS, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, VM, VMA, mnemonics
 from mixedmap.plugin.registry import ArchRegistry
+from mixedmap.rules import consulted
 from mixedmap.scenario import schema as S
 from mixedmap.scenario.load import parse_pfn_spec
 from mixedmap.trace import Tracer
@@ -40,6 +41,8 @@ class StepResult:
     outcome: dict[str, Any]
     skipped: bool = False
     failures: tuple[str, ...] = ()
+    #: names of the kernel rules (:mod:`mixedmap.rules`) the step consulted, first-asked first
+    rules: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -54,6 +57,9 @@ class RunResult:
     error: str | None = None
     #: why this (arch, kernel) was not run (the arch lacks the profile)
     skipped: str | None = None
+    #: the arch's PTE format under this kernel has a special bit / a lockless GUP walk
+    special: bool = False
+    lockless_gup: bool = False
 
     @property
     def failures(self) -> int:
@@ -414,11 +420,15 @@ class ScenarioRun:
             if not self.applies(st.when):
                 results.append(StepResult(i, st.OP, _label(st), {}, skipped=True))
                 continue
-            try:
-                out = self.step(st)
-            except _Outcome as o:
-                out = {"outcome": o.name, **o.fields}
-            results.append(StepResult(i, st.OP, _label(st), out, failures=_compare(st.expect, out)))
+            with consulted() as seen:
+                try:
+                    out = self.step(st)
+                except _Outcome as o:
+                    out = {"outcome": o.name, **o.fields}
+            asked = tuple(dict.fromkeys(r.name for r in seen))
+            results.append(
+                StepResult(i, st.OP, _label(st), out, failures=_compare(st.expect, out), rules=asked)
+            )
         return tuple(results)
 
     def summary(self) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
@@ -489,4 +499,8 @@ def run_one(
         from mixedmap.dump import dump_machine
 
         dump_machine(run.m, dump, f"{arch}-{kernel}")
-    return RunResult(arch, kernel, run.m.mode.mode.name, steps, procs, acc)
+    fmt = run.m.fmt
+    return RunResult(
+        arch, kernel, run.m.mode.mode.name, steps, procs, acc,
+        special=fmt.special_mask is not None, lockless_gup=fmt.has_lockless_gup,
+    )  # fmt: skip

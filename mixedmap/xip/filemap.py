@@ -20,7 +20,7 @@ from mixedmap.errors import EFAULT, EINVAL, ENODATA, ENOMEM, EROFS, KernelErrno,
 from mixedmap.mm import rmap
 from mixedmap.mm.memory import vm_insert_mixed, vm_insert_page, zap_pte_range
 from mixedmap.mm.vma import FAULT_PER_PAGE, FAULT_SPARSE, VM, VMA, FaultResult, VMFault
-from mixedmap.profiles import V2_6_27
+from mixedmap.rules import XIP_SPARSE_VM_INSERT_PAGE
 
 if TYPE_CHECKING:
     from mixedmap.machine import Machine
@@ -192,7 +192,7 @@ def xip_file_fault(vma: VMA, vmf: VMFault) -> FaultResult:
                 sparse = xip_sparse_page(machine)
             except OutOfMemory:
                 return FaultResult.OOM
-            if machine.profile >= V2_6_27:
+            if XIP_SPARSE_VM_INSERT_PAGE.applies(machine.profile):
                 try:
                     vm_insert_page(vma, vmf.address, sparse)
                 except ENOMEM:

@@ -1,0 +1,201 @@
+"""One scenario under several kernels, reduced to what differs and the rule that makes it differ.
+
+Each (arch, kernel) runs the scenario as ``mixedmap run`` would; steps are compared key by key
+per arch (the outcome, fault, PTE present/special/writable/normal, refcount, mapcount, RSS,
+GUP results, VMA flags). Encodings are left out (the raw PTE and pfn differ between kernels'
+formats and allocation orders without meaning anything), and so is an error's wording.
+
+A difference is explained by the rules that step consulted (:func:`mixedmap.rules.consulted`)
+whose answer differs between the kernels compared, so the cause is what the code asked, not a
+guess from the step's name; the arch's own format facts (a special bit, a lockless GUP walk)
+are the other causes. A difference with neither is marked as following from an earlier one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from mixedmap.plugin.registry import ArchRegistry
+from mixedmap.profiles import get_profile
+from mixedmap.rules import BY_NAME
+from mixedmap.scenario import schema as S
+from mixedmap.scenario.run import RunResult, StepResult, run_one
+
+DEFAULT_KERNELS = ("2.6.26", "2.6.27", "6.18")
+#: Outcome keys that are encodings or prose, not behaviour.
+IGNORED = frozenset({"detail", "pte", "pfn", "addr"})
+
+
+@attrs.frozen
+class Cause:
+    """Why kernels answer differently: a rule (or an arch format fact) and where it holds."""
+
+    name: str
+    function: str
+    file: str
+    since: str
+    holds_in: tuple[str, ...]
+
+    def text(self) -> str:
+        where = ", ".join(self.holds_in) or "none of them"
+        return f"{self.name}: {self.function} ({self.file}, since {self.since}) holds in {where}"
+
+
+@attrs.frozen
+class Difference:
+    arch: str
+    step: int
+    label: str
+    key: str
+    #: kernel -> value (None: the step did not report the key under that kernel)
+    values: dict[str, Any]
+    causes: tuple[Cause, ...]
+    #: no cause of its own: an earlier step already differed
+    follows: bool = False
+
+
+@attrs.frozen
+class ArchDiff:
+    arch: str
+    kernels: tuple[str, ...]
+    differences: tuple[Difference, ...]
+    #: kernel -> why it was not run on this arch (the arch lacks the profile, setup failed)
+    not_run: dict[str, str]
+
+
+@attrs.frozen
+class DiffResult:
+    scenario: str
+    kernels: tuple[str, ...]
+    arches: tuple[ArchDiff, ...]
+
+    @property
+    def identical(self) -> bool:
+        return not any(a.differences for a in self.arches)
+
+
+def _candidates(runs: dict[str, RunResult], steps: range, key: str) -> list[Cause]:
+    """Rules asked in ``steps`` whose answer differs between the kernels, then format facts."""
+    kernels = list(runs)
+    asked: dict[str, None] = {}
+    for i in steps:
+        for r in runs.values():
+            asked.update(dict.fromkeys(r.steps[i].rules))
+    causes = []
+    for name in asked:
+        rule = BY_NAME[name]
+        holds = tuple(k for k in kernels if rule.applies(get_profile(k)))
+        if 0 < len(holds) < len(kernels):
+            causes.append(Cause(rule.name, rule.function, rule.file, rule.since, holds))
+    facts = []  # most specific first: the least specific is the first one dropped
+    if any(r.steps[i].op == "gup" for r in runs.values() for i in steps):
+        facts.append(("lockless_gup", "lockless GUP", "get_user_pages_fast", "arch mm/gup.c"))
+    facts.append(("special", "pte_special", "pte_special / pte_mkspecial", "arch asm/pgtable.h"))
+    for attr, name, function, file in facts:
+        holds = tuple(k for k, r in runs.items() if getattr(r, attr))
+        if 0 < len(holds) < len(kernels):
+            causes.append(Cause(name, function, file, "the arch's own release", holds))
+    return causes
+
+
+def _explains(causes: Sequence[Cause], values: dict[str, Any]) -> bool:
+    """Kernels on the same side of every cause report the same value."""
+    seen: dict[tuple[bool, ...], str] = {}
+    for k, v in values.items():
+        side = tuple(k in c.holds_in for c in causes)
+        if seen.setdefault(side, repr(v)) != repr(v):
+            return False
+    return True
+
+
+def _explain(runs: dict[str, RunResult], i: int, key: str, values: dict[str, Any]) -> tuple[Cause, ...]:
+    """The fewest candidate causes that account for ``values``: asked in this step first,
+    else in any step so far (a later inspection shows what an earlier fork decided)."""
+    for steps in (range(i, i + 1), range(i + 1)):
+        causes = _candidates(runs, steps, key)
+        if not _explains(causes, values):
+            continue
+        for c in reversed(causes):  # drop what the rest accounts for; format facts go first
+            rest = [x for x in causes if x is not c]
+            if _explains(rest, values):
+                causes = rest
+        if causes:
+            return tuple(causes)
+    return ()
+
+
+def _step_differences(arch: str, runs: dict[str, RunResult], i: int, earlier: bool) -> list[Difference]:
+    steps: dict[str, StepResult] = {k: r.steps[i] for k, r in runs.items()}
+    label = next(iter(steps.values())).label
+    ran = {k: s for k, s in steps.items() if not s.skipped}
+    if not ran:
+        return []
+    if len(ran) < len(steps):  # its `when` names the kernels: the file states each answer
+        values: dict[str, Any] = {k: ("runs" if k in ran else "not run") for k in steps}
+        causes = _explain(runs, i, "step", values)
+        return [Difference(arch, i, label, "step", values, causes, follows=not causes and earlier)]
+    keys: dict[str, None] = {}
+    for s in ran.values():
+        keys.update(dict.fromkeys(s.outcome))
+    out = []
+    for key in keys:
+        if key in IGNORED:
+            continue
+        values = {k: s.outcome.get(key) for k, s in steps.items()}
+        if len({repr(v) for v in values.values()}) <= 1:
+            continue
+        causes = _explain(runs, i, key, values)
+        out.append(Difference(arch, i, label, key, values, causes, follows=not causes and earlier))
+    return out
+
+
+def _summary_differences(arch: str, runs: dict[str, RunResult]) -> list[Difference]:
+    """End-of-run RSS and liveness per process (what a process holds after every step)."""
+    out = []
+    procs: dict[str, None] = {}
+    for r in runs.values():
+        procs.update(dict.fromkeys(r.processes))
+    for p in procs:
+        for key in ("alive", "rss_file", "rss_anon"):
+            values = {k: r.processes.get(p, {}).get(key) for k, r in runs.items()}
+            if len({repr(v) for v in values.values()}) > 1:
+                out.append(Difference(arch, -1, f"end of run: {p}", key, values, (), follows=True))
+    return out
+
+
+def diff_runs(arch: str, runs: dict[str, RunResult]) -> list[Difference]:
+    """The differences between runs of one scenario on one arch under several kernels."""
+    usable = {k: r for k, r in runs.items() if r.skipped is None and r.error is None}
+    if len(usable) < 2:
+        return []
+    nsteps = min(len(r.steps) for r in usable.values())
+    found: list[Difference] = []
+    for i in range(nsteps):
+        found += _step_differences(arch, usable, i, earlier=bool(found))
+    return found + _summary_differences(arch, usable)
+
+
+def diff(
+    scen: S.Scenario,
+    kernels: Sequence[str] = DEFAULT_KERNELS,
+    arches: Sequence[str] | None = None,
+    *,
+    registry: ArchRegistry,
+) -> DiffResult:
+    """Run ``scen`` on every arch under every kernel and keep only what differs."""
+    kernels = tuple(get_profile(k).name for k in kernels)
+    names = tuple(arches) if arches else tuple(registry.names)
+    per_arch = []
+    for arch in names:
+        registry.bind(arch)  # an unknown arch is an error naming the installed ones
+        runs = {k: run_one(scen, arch, k, registry=registry) for k in kernels}
+        not_run = {k: (r.skipped or r.error or "") for k, r in runs.items() if r.skipped or r.error}
+        per_arch.append(ArchDiff(arch, kernels, tuple(diff_runs(arch, runs)), not_run))
+    return DiffResult(scen.scenario.name, kernels, tuple(per_arch))
+
+
+def to_json(res: DiffResult) -> dict[str, Any]:
+    return attrs.asdict(res) | {"identical": res.identical}

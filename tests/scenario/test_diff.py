@@ -1,0 +1,110 @@
+"""``mixedmap.scenario.diff``: one scenario under several kernels, only what differs, and why."""
+
+from __future__ import annotations
+
+import pytest
+
+from mixedmap.plugin.registry import default_registry
+from mixedmap.rules import BY_NAME, consulted
+from mixedmap.scenario.diff import Cause, _explains, diff
+from mixedmap.scenario.load import load, loads
+from mixedmap.scenario.run import run_one
+
+REG = default_registry()
+ARCHES = REG.names
+
+WRITE_ONLY = """
+[scenario]
+name = "anon-write"
+description = "write two anonymous pages and unmap them"
+processes = ["p"]
+
+[[steps]]
+op = "mmap"
+process = "p"
+name = "a"
+pages = 2
+prot = "rw"
+
+[[steps]]
+op = "write"
+process = "p"
+map = "a"
+page = 0
+data = "x"
+
+[[steps]]
+op = "inspect"
+process = "p"
+map = "a"
+page = 0
+
+[[steps]]
+op = "munmap"
+process = "p"
+map = "a"
+page = 0
+"""
+
+
+def test_a_scenario_that_behaves_the_same_is_identical() -> None:
+    res = diff(loads(WRITE_ONLY), kernels=("2.6.26", "2.6.27"), registry=REG)
+    assert res.identical, [d for a in res.arches for d in a.differences]
+
+
+@pytest.mark.skipif("x86_64" not in ARCHES, reason="needs the x86 plugin: pip install ./plugins/x86")
+def test_lockless_gup_difference_is_the_arch_walk() -> None:
+    _, scen = load("lockless-gup")
+    res = diff(scen, kernels=("2.6.26", "2.6.27"), arches=["x86_64"], registry=REG)
+    (x86,) = res.arches
+    fast = [d for d in x86.differences if d.key == "fast_pages"]
+    assert fast, x86.differences
+    assert fast[0].values == {"2.6.26": 0, "2.6.27": 6400}
+    assert [c.name for c in fast[0].causes] == ["lockless GUP"]
+    assert fast[0].causes[0].holds_in == ("2.6.27",)
+
+
+@pytest.mark.skipif("x86_64" not in ARCHES, reason="needs the x86 plugin: pip install ./plugins/x86")
+def test_sparse_page_difference_names_the_2627_rule() -> None:
+    """S4 on x86: 2.6.26 COWs a first write to a hole early, 2.6.27 maps the sparse page with
+    vm_insert_page first; both the rule and the special bit split the two kernels, and the
+    rule the fault consulted is the cause given."""
+    _, scen = load("s4-private-hole-then-write")
+    res = diff(scen, kernels=("2.6.26", "2.6.27"), arches=["x86_64"], registry=REG)
+    (x86,) = res.arches
+    steps = {d.step: d for d in x86.differences if d.key == "step"}
+    assert steps, x86.differences
+    names = {c.name for d in steps.values() for c in d.causes}
+    assert "xip_sparse_vm_insert_page" in names
+
+
+def test_a_step_records_the_rules_it_consulted() -> None:
+    _, scen = load("s4-private-hole-then-write")
+    r = run_one(scen, ARCHES[0], "2.6.27", registry=REG)
+    asked = {name for s in r.steps for name in s.rules}
+    assert "xip_sparse_vm_insert_page" in asked
+    assert all(name in BY_NAME for name in asked)
+
+
+def test_consulted_collects_only_inside_the_block() -> None:
+    rule = BY_NAME["zero_page"]
+    from mixedmap.profiles import V6_18
+
+    rule.applies(V6_18)
+    with consulted() as seen:
+        rule.applies(V6_18)
+        rule.applies(V6_18)
+    rule.applies(V6_18)
+    assert seen == [rule, rule]
+
+
+def test_explains_needs_every_kernel_pair_on_one_side_to_agree() -> None:
+    a = Cause("a", "f", "x.c", "1", ("6.18",))
+    b = Cause("b", "g", "y.c", "2", ("2.6.27", "6.18"))
+    values = {"2.6.26": 1, "2.6.27": 1, "6.18": 2}
+    assert _explains([a], values)
+    assert not _explains([b], values)
+    assert _explains([a, b], values)
+    three = {"2.6.26": 1, "2.6.27": 2, "6.18": 3}
+    assert not _explains([a], three)
+    assert _explains([a, b], three)
