@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from rich.table import Table
 
+from mixedmap._table import Row, key_column, side_by_side
 from mixedmap.conformance import AREAS, SUITE_VERSION
 
 OUTCOMES = ("passed", "skipped", "xfailed", "failed")
@@ -60,28 +60,31 @@ class MatrixReporter:
     def cell(self, arch: str, area: str) -> Counter[str]:
         return self.counts.get((arch, area), Counter())
 
+    def _cell_text(self, arch: str, area: str) -> str:
+        c = self.cell(arch, area)
+        if not c:
+            return "[dim]-[/dim]"
+        parts = [f"[green]{c['passed']} pass[/green]"] if c["passed"] else []
+        if c["skipped"]:
+            parts.append(f"[yellow]{c['skipped']} skip[/yellow]")
+        if c["xfailed"]:
+            parts.append(f"[blue]{c['xfailed']} xfail[/blue]")
+        if c["failed"]:
+            parts.append(f"[bold red]{c['failed']} FAIL[/bold red]")
+        return "\n".join(parts)
+
     def render(self, console: Console) -> None:
-        table = Table(title=f"mixedmap conformance (suite {SUITE_VERSION})", show_lines=True)
-        table.add_column("arch")
-        for area in AREAS:
-            table.add_column(area, justify="center")
-        for arch in self.arches:
-            row = []
-            for area in AREAS:
-                c = self.cell(arch, area)
-                if not c:
-                    row.append("[dim]-[/dim]")
-                    continue
-                parts = [f"[green]{c['passed']} pass[/green]"] if c["passed"] else []
-                if c["skipped"]:
-                    parts.append(f"[yellow]{c['skipped']} skip[/yellow]")
-                if c["xfailed"]:
-                    parts.append(f"[blue]{c['xfailed']} xfail[/blue]")
-                if c["failed"]:
-                    parts.append(f"[bold red]{c['failed']} FAIL[/bold red]")
-                row.append("\n".join(parts))
-            table.add_row(arch, *row)
-        console.print(table)
+        rows: list[Row] = [((arch,), [self._cell_text(arch, area) for area in AREAS]) for arch in self.arches]
+        matrix = side_by_side(
+            [key_column("arch")],
+            AREAS,
+            rows,
+            title=f"mixedmap conformance (suite {SUITE_VERSION})",
+            justify="center",
+            group=str,
+            show_lines=True,
+        )
+        console.print(matrix)
         for f in self.failures[:20]:
             console.print(f"[red]FAIL[/red] {f['test']}")
         if len(self.failures) > 20:

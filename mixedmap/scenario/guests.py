@@ -11,8 +11,9 @@ from typing import Any
 import attrs
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column
 
+from mixedmap._table import keyed_table
 from mixedmap.errors import MixedmapError, ProfileError
 from mixedmap.guests import GuestsResult, run_guests
 from mixedmap.machine import parse_size
@@ -52,6 +53,11 @@ def _advance(progress: Progress, task: TaskID) -> Callable[[int, int], None]:
 
 def _mib(n: int | None) -> str:
     return "-" if n is None else f"{n / (1 << 20):.1f}"
+
+
+def _numbers(*headers: str) -> list[Column]:
+    """Right-aligned figures that never wrap: a number broken over two lines misreads."""
+    return [Column(h, justify="right", no_wrap=True) for h in headers]
 
 
 def _formula(r: GuestsResult) -> int:
@@ -157,15 +163,16 @@ def _render(
 ) -> None:
     console.print(f"[bold]{scen.scenario.name}[/bold]  ({filename})")
     console.print(f"{n} guests, each mapping all of one {_mib(size)} MiB read-only XIP image")
-    per_guest = Table(title=f"per guest (MiB; image {_mib(size)} MiB; struct pages: 64 B per 4 KiB page)")
-    totals = Table(title=f"all {n} guests (MiB)")
-    for table, cols in (
-        (per_guest, ("arch", "behaviour", "driver", "memmap", "w/ pages", "page tables", "PTEs")),
-        (totals, ("arch", "behaviour", "memmap", "page tables", "PTEs", "break-even", "s")),
-    ):
-        for col in cols:
-            text = col in ("arch", "behaviour", "driver")
-            table.add_column(col, justify="left" if text else "right", no_wrap=True)
+    per_guest = keyed_table(
+        ["arch", "behaviour", "driver"],
+        _numbers("memmap", "w/ pages", "page tables", "PTEs"),
+        title=f"per guest (MiB; image {_mib(size)} MiB; struct pages: 64 B per 4 KiB page)",
+    )
+    totals = keyed_table(
+        ["arch", "behaviour"],
+        _numbers("memmap", "page tables", "PTEs", "break-even", "s"),
+        title=f"all {n} guests (MiB)",
+    )
     notes = []
     for p, r, why in results:
         if r is None:
@@ -201,7 +208,7 @@ def _render(
     console.print(per_guest)
     console.print(totals)
     for note in notes:
-        console.print(f"[dim]{note}[/dim]", soft_wrap=True)
+        console.print(f"[dim]{note}[/dim]")
 
 
 def _dump(results: Sequence[tuple[Planned, GuestsResult | None, str | None]], directory: Path) -> list[Path]:

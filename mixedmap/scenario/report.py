@@ -2,6 +2,7 @@
 
 The steps table has one column per (arch, kernel): reading a row across shows where arches
 and schemes agree and where they part, which is the point of running one file everywhere.
+When the columns do not fit the terminal whole, the table comes in parts, a few arches each.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from typing import Any
 
 import attrs
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column
 from rich.text import Text
 
+from mixedmap._table import Row, Spec, keyed_table, side_by_side
 from mixedmap.scenario import schema as S
 from mixedmap.scenario.load import to_dict
 from mixedmap.scenario.run import RunResult, StepResult
@@ -84,37 +86,32 @@ def render(scen: S.Scenario, filename: str, runs: Sequence[RunResult], console: 
     shown = [r for r in active if r.error is None]
     if not shown:
         return
-    steps = Table(title="steps", show_lines=True)
-    steps.add_column("#", justify="right")
-    steps.add_column("step")
-    for r in shown:
-        steps.add_column(r.key)
+    keys = [r.key for r in shown]
+    step_rows: list[Row] = []
     for i, st in enumerate(scen.steps):
         label = Text(shown[0].steps[i].label)
         if st.note:
             label.append(f"\n{st.note}", style="dim")
-        steps.add_row(str(i), label, *(cell(r.steps[i]) for r in shown))
-    console.print(steps)
-    summary = Table(title="at the end")
-    summary.add_column("")
-    for r in shown:
-        summary.add_column(r.key, justify="right")
-    procs = sorted({p for r in shown for p in r.processes})
-    for p in procs:
-        summary.add_row(
-            f"{p}: rss file/anon",
-            *(_proc_cell(r.processes.get(p)) for r in shown),
-        )
+        step_rows.append(((str(i), label), [cell(r.steps[i]) for r in shown]))
+    lead: list[Spec] = [Column("#", justify="right"), "step"]
+    console.print(side_by_side(lead, keys, step_rows, title="steps", show_lines=True))
+    end_rows: list[Row] = [
+        ((f"{p}: rss file/anon",), [_proc_cell(r.processes.get(p)) for r in shown])
+        for p in sorted({p for r in shown for p in r.processes})
+    ]
     for key, title in (
         ("memmap_bytes", "memmap (whole machine)"),
         ("device_memmap_bytes", "memmap of scenario devices"),
         ("pagetable_bytes", "page tables"),
     ):
-        summary.add_row(title, *(_bytes(int(r.machine.get(key, 0))) for r in shown))
-    summary.add_row(
-        "expectations failed", *(Text(str(r.failures), style="red" if r.failures else "green") for r in shown)
+        end_rows.append(((title,), [_bytes(int(r.machine.get(key, 0))) for r in shown]))
+    end_rows.append(
+        (
+            ("expectations failed",),
+            [Text(str(r.failures), style="red" if r.failures else "green") for r in shown],
+        )
     )
-    console.print(summary)
+    console.print(side_by_side([""], keys, end_rows, title="at the end", justify="right"))
     _gup_table(scen, shown, console)
     for r in shown:
         for res in r.steps:
@@ -135,9 +132,11 @@ def _gup_table(scen: S.Scenario, runs: Sequence[RunResult], console: Console) ->
     idx = [i for i, st in enumerate(scen.steps) if isinstance(st, S.Gup) and st.fast]
     if not idx:
         return
-    table = Table(title="get_user_pages_fast")
-    for col in ("run", "step", "calls", "fast pages", "slow pages", "fell back", "why"):
-        table.add_column(col)
+    table = keyed_table(
+        ["run"],
+        ["step", "calls", "fast pages", "slow pages", "fell back", "why"],
+        title="get_user_pages_fast",
+    )
     for r in runs:
         for i in idx:
             o = r.steps[i].outcome

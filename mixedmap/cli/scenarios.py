@@ -1,16 +1,17 @@
-"""``mixedmap run``: a scenario file (or a bundled one) on one arch or on all of them."""
+"""``mixedmap run`` (a scenario file, or a bundled one, on one arch or on all of them) and
+``mixedmap trace`` (what a run's ``--trace`` file holds)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column
 
+from mixedmap.cli.common import Ctx, emit_json, json_option, keyed_table, out_console
 from mixedmap.errors import MixedmapError
 from mixedmap.plugin.registry import ArchRegistry
 from mixedmap.profiles import DEFAULT_PROFILE, get_profile
@@ -44,9 +45,7 @@ def _list(console: Console, as_json_: bool) -> None:
     if as_json_:
         click.echo(json.dumps(found, indent=2))
         return
-    table = Table(title="bundled scenarios (mixedmap run NAME)")
-    table.add_column("name")
-    table.add_column("what it shows")
+    table = keyed_table(["name"], ["what it shows"], title="bundled scenarios (mixedmap run NAME)")
     for name, desc in found.items():
         table.add_row(name, desc)
     console.print(table)
@@ -73,7 +72,7 @@ def _list(console: Console, as_json_: bool) -> None:
 @click.option("--image-size", default=None, help="Guests scenario: image size (e.g. 64M, 1G).")
 @click.pass_obj
 def run_cmd(
-    obj: Any,
+    obj: Ctx,
     scenario: str | None,
     arches: tuple[str, ...],
     kernels: tuple[str, ...],
@@ -91,7 +90,7 @@ def run_cmd(
     The exit status is 1 when an expectation in the file failed or a run could not be set
     up, 2 when the file itself is wrong (nothing runs then).
     """
-    console = Console(highlight=False)
+    console = out_console()
     if list_:
         _list(console, as_json_)
         return
@@ -101,7 +100,7 @@ def run_cmd(
         filename, scen = load(scenario)
     except ScenarioError as exc:
         raise click.UsageError(str(exc)) from None
-    registry: ArchRegistry = obj.registry
+    registry = obj.registry
     pairs = plan(scen, registry, arches, kernels)
     if scen.guests is not None:
         from mixedmap.scenario.guests import run_guests_scenario
@@ -147,3 +146,30 @@ def run_cmd(
     if not any(r.skipped is None for r in runs):
         raise click.ClickException("no (arch, kernel) pair of this scenario could run here")
     click.get_current_context().exit(1 if any(r.failures for r in runs) else 0)
+
+
+@click.group()
+def trace() -> None:
+    """mm event traces (JSON lines)."""
+
+
+@trace.command("summarize")
+@json_option
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def trace_summarize(as_json: bool, path: str) -> None:
+    """Counts per event and per kernel function of a trace file."""
+    from mixedmap.trace import summarize
+
+    try:
+        rec = summarize(path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if as_json:
+        emit_json(rec)
+        return
+    out = out_console()
+    for title, counts in (("event", rec["events"]), ("kernel function", rec["functions"])):
+        table = keyed_table([title], [Column("count", justify="right")], title=f"per {title}")
+        for k, v in counts.items():
+            table.add_row(k, f"{v:,}")
+        out.print(table)
