@@ -11,6 +11,7 @@ import click
 from mixedmap.cli.arches import arches
 from mixedmap.cli.common import Ctx, configure_logging, err_console, show_error
 from mixedmap.cli.conformance import conformance
+from mixedmap.cli.diff import diff_cmd
 from mixedmap.cli.layout import layout
 from mixedmap.cli.profiles import profiles
 from mixedmap.cli.pte import pte
@@ -39,7 +40,7 @@ def main(ctx: click.Context, disable: tuple[str, ...], verbose: int, log_json: b
     ctx.obj = Ctx(disable)
 
 
-for _command in (arches, pte, walk, layout, xip, trace, conformance, profiles, run_cmd):
+for _command in (arches, pte, walk, layout, xip, trace, conformance, profiles, run_cmd, diff_cmd):
     main.add_command(_command)
 
 

@@ -77,13 +77,23 @@ class DiffResult:
         return not any(a.differences for a in self.arches)
 
 
-def _candidates(runs: dict[str, RunResult], steps: range, key: str) -> list[Cause]:
-    """Rules asked in ``steps`` whose answer differs between the kernels, then format facts."""
+def _candidates(runs: dict[str, RunResult], steps: range, every: bool) -> list[Cause]:
+    """Rules asked in ``steps`` whose answer differs between the kernels, then format facts.
+
+    ``every``: only rules every kernel's run asked (a rule one kernel never reached, because
+    an earlier difference sent it elsewhere, decided nothing for that kernel).
+    """
     kernels = list(runs)
     asked: dict[str, None] = {}
-    for i in steps:
-        for r in runs.values():
-            asked.update(dict.fromkeys(r.steps[i].rules))
+    sets = []
+    for r in runs.values():
+        names = [n for i in steps for n in r.steps[i].rules]
+        asked.update(dict.fromkeys(names))
+        if not all(r.steps[i].skipped for i in steps):
+            sets.append(set(names))
+    if every and sets:
+        common = set.intersection(*sets)
+        asked = {n: None for n in asked if n in common}
     causes = []
     for name in asked:
         rule = BY_NAME[name]
@@ -111,31 +121,38 @@ def _explains(causes: Sequence[Cause], values: dict[str, Any]) -> bool:
     return True
 
 
-def _explain(runs: dict[str, RunResult], i: int, key: str, values: dict[str, Any]) -> tuple[Cause, ...]:
-    """The fewest candidate causes that account for ``values``: asked in this step first,
-    else in any step so far (a later inspection shows what an earlier fork decided)."""
-    for steps in (range(i, i + 1), range(i + 1)):
-        causes = _candidates(runs, steps, key)
-        if not _explains(causes, values):
-            continue
-        for c in reversed(causes):  # drop what the rest accounts for; format facts go first
-            rest = [x for x in causes if x is not c]
-            if _explains(rest, values):
-                causes = rest
-        if causes:
-            return tuple(causes)
+def _minimal(causes: list[Cause], values: dict[str, Any]) -> tuple[Cause, ...]:
+    """``causes`` less every one the rest already accounts for (format facts dropped first)."""
+    for c in reversed(list(causes)):
+        rest = [x for x in causes if x is not c]
+        if _explains(rest, values):
+            causes = rest
+    return tuple(causes)
+
+
+def _explain(
+    runs: dict[str, RunResult], i: int, values: dict[str, Any], prior: Sequence[Cause]
+) -> tuple[Cause, ...]:
+    """The fewest causes that account for ``values``: what this step asked in every kernel,
+    else what explained an earlier difference (a later inspection shows what a fork decided)."""
+    for causes in (_candidates(runs, range(i, i + 1), every=True), list(prior)):
+        if causes and _explains(causes, values):
+            return _minimal(causes, values)
     return ()
 
 
-def _step_differences(arch: str, runs: dict[str, RunResult], i: int, earlier: bool) -> list[Difference]:
+def _step_differences(
+    arch: str, runs: dict[str, RunResult], i: int, prior: Sequence[Cause]
+) -> list[Difference]:
     steps: dict[str, StepResult] = {k: r.steps[i] for k, r in runs.items()}
     label = next(iter(steps.values())).label
     ran = {k: s for k, s in steps.items() if not s.skipped}
+    earlier = bool(prior)
     if not ran:
         return []
     if len(ran) < len(steps):  # its `when` names the kernels: the file states each answer
         values: dict[str, Any] = {k: ("runs" if k in ran else "not run") for k in steps}
-        causes = _explain(runs, i, "step", values)
+        causes = _explain(runs, i, values, prior)
         return [Difference(arch, i, label, "step", values, causes, follows=not causes and earlier)]
     keys: dict[str, None] = {}
     for s in ran.values():
@@ -147,12 +164,12 @@ def _step_differences(arch: str, runs: dict[str, RunResult], i: int, earlier: bo
         values = {k: s.outcome.get(key) for k, s in steps.items()}
         if len({repr(v) for v in values.values()}) <= 1:
             continue
-        causes = _explain(runs, i, key, values)
+        causes = _explain(runs, i, values, prior)
         out.append(Difference(arch, i, label, key, values, causes, follows=not causes and earlier))
     return out
 
 
-def _summary_differences(arch: str, runs: dict[str, RunResult]) -> list[Difference]:
+def _summary_differences(arch: str, runs: dict[str, RunResult], prior: Sequence[Cause]) -> list[Difference]:
     """End-of-run RSS and liveness per process (what a process holds after every step)."""
     out = []
     procs: dict[str, None] = {}
@@ -162,7 +179,8 @@ def _summary_differences(arch: str, runs: dict[str, RunResult]) -> list[Differen
         for key in ("alive", "rss_file", "rss_anon"):
             values = {k: r.processes.get(p, {}).get(key) for k, r in runs.items()}
             if len({repr(v) for v in values.values()}) > 1:
-                out.append(Difference(arch, -1, f"end of run: {p}", key, values, (), follows=True))
+                causes = _minimal(list(prior), values) if _explains(prior, values) else ()
+                out.append(Difference(arch, -1, f"end of run: {p}", key, values, causes, follows=True))
     return out
 
 
@@ -173,9 +191,13 @@ def diff_runs(arch: str, runs: dict[str, RunResult]) -> list[Difference]:
         return []
     nsteps = min(len(r.steps) for r in usable.values())
     found: list[Difference] = []
+    prior: dict[Cause, None] = {}
     for i in range(nsteps):
-        found += _step_differences(arch, usable, i, earlier=bool(found))
-    return found + _summary_differences(arch, usable)
+        step = _step_differences(arch, usable, i, list(prior))
+        for d in step:
+            prior.update(dict.fromkeys(d.causes))
+        found += step
+    return found + _summary_differences(arch, usable, list(prior))
 
 
 def diff(

@@ -195,7 +195,10 @@ class ScenarioRun:
         return int(self.procs[proc].ops.pte_pfn(pte))
 
     def va(self, st: Any) -> int:
-        return self.maps[(st.process, st.map)] + int(st.page) * self.ps
+        base = self.maps.get((st.process, st.map))
+        if base is None:  # the loader checked the name: its mmap step failed or did not run
+            raise MixedmapError(f"{st.process} has no mapping {st.map!r}: its mmap did not succeed")
+        return base + int(st.page) * self.ps
 
     def vma(self, st: Any) -> VMA:
         vma = self.procs[st.process].find_vma(self.va(st))

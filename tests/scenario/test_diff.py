@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from mixedmap.cli import run
 from mixedmap.plugin.registry import default_registry
 from mixedmap.rules import BY_NAME, consulted
 from mixedmap.scenario.diff import Cause, _explains, diff
@@ -108,3 +112,54 @@ def test_explains_needs_every_kernel_pair_on_one_side_to_agree() -> None:
     three = {"2.6.26": 1, "2.6.27": 2, "6.18": 3}
     assert not _explains([a], three)
     assert _explains([a, b], three)
+
+
+X86 = pytest.mark.skipif("x86_64" not in ARCHES, reason="needs the x86 plugin: pip install ./plugins/x86")
+
+
+@X86
+def test_cli_diff_json_names_values_and_causes(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["diff", "lockless-gup", "-a", "x86_64", "-k", "2.6.26", "-k", "2.6.27", "--json"]
+    assert run(argv) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["kernels"] == ["2.6.26", "2.6.27"] and rep["identical"] is False
+    [x86] = rep["arches"]
+    fast = next(d for d in x86["differences"] if d["key"] == "fast_pages")
+    assert fast["values"] == {"2.6.26": 0, "2.6.27": 6400}
+    assert fast["causes"][0]["name"] == "lockless GUP"
+
+
+@X86
+def test_cli_diff_table_fits_80_columns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    assert run(["diff", "lockless-gup", "-a", "x86_64", "-k", "2.6.26", "-k", "2.6.27"]) == 0
+    out = capsys.readouterr().out
+    assert "lockless-gup on x86_64" in out and "[1] lockless GUP" in out
+    header = next(line for line in out.splitlines() if "step" in line and "key" in line)
+    assert "2.6.26" in header and "2.6.27" in header
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_cli_diff_identical_says_so_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "w.toml"
+    f.write_text(WRITE_ONLY)
+    assert run(["diff", str(f), "-k", "2.6.26", "-k", "2.6.27"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("anon-write: identical under 2.6.26, 2.6.27")
+
+
+@pytest.mark.parametrize(
+    ("argv", "culprit"),
+    [
+        (["diff", "lockless-gup", "-k", "2.6.99"], "2.6.99"),
+        (["diff", "lockless-gup", "-a", "vax"], "vax"),
+        (["diff", "no-such-scenario"], "no-such-scenario"),
+    ],
+)
+def test_cli_diff_bad_input_names_the_culprit(
+    argv: list[str], culprit: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(argv) == 2
+    assert culprit in capsys.readouterr().err
