@@ -21,6 +21,7 @@ import cattrs
 from cattrs.strategies import configure_tagged_union, configure_union_passthrough, include_subclasses
 
 from mixedmap.errors import MixedmapError
+from mixedmap.rules import BY_NAME
 from mixedmap.scenario import schema as S
 
 BUNDLED_PACKAGE = "mixedmap.scenarios"
@@ -249,6 +250,13 @@ def _check(scen: S.Scenario) -> Iterator[tuple[tuple[str | int, ...], str]]:
             for dev in st.when.struct_page:
                 if dev not in devices:
                     yield (*at, "when", "struct_page"), f"no device {dev!r}"
+        if st.when and st.when.rules:
+            for name in st.when.rules:
+                if name not in BY_NAME:
+                    yield (
+                        (*at, "when", "rules", name),
+                        f"no kernel rule {name!r} (rules: {', '.join(BY_NAME)})",
+                    )
         proc = getattr(st, "process", None)
         if proc is not None and proc not in procs:
             yield (*at, "process"), f"no process {proc!r} at this step (known: {sorted(procs)})"

@@ -24,7 +24,7 @@ from mixedmap.mm.gup import get_user_pages, get_user_pages_fast
 from mixedmap.mm.mm import MM
 from mixedmap.mm.vma import MAP_ANONYMOUS, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, VM, VMA, mnemonics
 from mixedmap.plugin.registry import ArchRegistry
-from mixedmap.rules import consulted
+from mixedmap.rules import BY_NAME, consulted
 from mixedmap.scenario import schema as S
 from mixedmap.scenario.load import parse_pfn_spec
 from mixedmap.trace import Tracer
@@ -224,6 +224,8 @@ class ScenarioRun:
         if when.kernels is not None and m.profile.name not in when.kernels:
             return False
         if when.arches is not None and m.arch not in when.arches:
+            return False
+        if when.rules and any(BY_NAME[n].applies(m.profile) != want for n, want in when.rules.items()):
             return False
         return not when.struct_page or all(
             self.devices[d].has_struct_page == want for d, want in when.struct_page.items()

@@ -24,6 +24,8 @@ class When:
     arches: list[str] | None = None
     #: device name -> whether its frames must have struct pages for the step to run
     struct_page: dict[str, bool] | None = None
+    #: kernel rule name (mixedmap.rules) -> whether the run's kernel must have it
+    rules: dict[str, bool] | None = None
 
 
 @attrs.frozen(kw_only=True)
