@@ -24,8 +24,9 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from mixedmap import ENTRY_BAD, ENTRY_NONE, ENTRY_TABLE, PageTableFormat, PteOps, UnsupportedOperation, bits
+from mixedmap import PageTableFormat, UnsupportedOperation
 from mixedmap.bits import ALL64, Value
+from mixedmap_powerpc.ops_base import DirEntry, Ppc64Ops, protection_map
 
 #: ``KERNELBASE`` = ``PAGE_OFFSET``: start of the linear mapping; ``__va(pa) = pa + KERNELBASE``.
 KERNELBASE: Final = 0xC000_0000_0000_0000
@@ -73,49 +74,49 @@ HPTEFLAGS_64K: Final = BUSY | HPTE_SUB_64K | COMBO_64K
 CHG_MASK_64K: Final = (ALL64 ^ ((1 << RPN_SHIFT_64K) - 1)) | HPTEFLAGS_64K | DIRTY | ACCESSED
 
 # -- protections (L2627 pgtable-ppc64.h) --------------------------------------------------
-PAGE_NONE: Final = PRESENT | ACCESSED
-PAGE_SHARED: Final = BASE | RW | USER
-PAGE_SHARED_X: Final = BASE | RW | USER | EXEC
-PAGE_COPY: Final = BASE | USER
-PAGE_COPY_X: Final = BASE | USER | EXEC
-PAGE_READONLY: Final = BASE | USER
-PAGE_READONLY_X: Final = BASE | USER | EXEC
-PAGE_KERNEL: Final = BASE | WRENABLE
-PAGE_KERNEL_CI: Final = PRESENT | ACCESSED | WRENABLE | NO_CACHE | GUARDED
-PAGE_KERNEL_EXEC: Final = BASE | WRENABLE | EXEC
-PAGE_AGP: Final = BASE | WRENABLE | NO_CACHE
-
+#: Named pgprots, as (name, value) pairs.
 PROTECTIONS: Final = (
-    ("PAGE_NONE", PAGE_NONE),
-    ("PAGE_SHARED", PAGE_SHARED),
-    ("PAGE_SHARED_X", PAGE_SHARED_X),
-    ("PAGE_COPY", PAGE_COPY),
-    ("PAGE_COPY_X", PAGE_COPY_X),
-    ("PAGE_READONLY", PAGE_READONLY),
-    ("PAGE_READONLY_X", PAGE_READONLY_X),
-    ("PAGE_KERNEL", PAGE_KERNEL),
-    ("PAGE_KERNEL_CI", PAGE_KERNEL_CI),
-    ("PAGE_KERNEL_EXEC", PAGE_KERNEL_EXEC),
-    ("PAGE_AGP", PAGE_AGP),
+    ("PAGE_NONE", PRESENT | ACCESSED),
+    ("PAGE_SHARED", BASE | RW | USER),
+    ("PAGE_SHARED_X", BASE | RW | USER | EXEC),
+    ("PAGE_COPY", BASE | USER),
+    ("PAGE_COPY_X", BASE | USER | EXEC),
+    ("PAGE_READONLY", BASE | USER),
+    ("PAGE_READONLY_X", BASE | USER | EXEC),
+    ("PAGE_KERNEL", BASE | WRENABLE),
+    ("PAGE_KERNEL_CI", PRESENT | ACCESSED | WRENABLE | NO_CACHE | GUARDED),
+    ("PAGE_KERNEL_EXEC", BASE | WRENABLE | EXEC),
+    ("PAGE_AGP", BASE | WRENABLE | NO_CACHE),
 )
 
-#: ``__P000..__P111, __S000..__S111``: no write-only or exec-only pages, and a private
-#: writable mapping starts read-only (COW).
-PROTECTION_MAP: Final = (
-    PAGE_NONE, PAGE_READONLY, PAGE_COPY, PAGE_COPY,
-    PAGE_READONLY_X, PAGE_READONLY_X, PAGE_COPY_X, PAGE_COPY_X,
-    PAGE_NONE, PAGE_READONLY, PAGE_SHARED, PAGE_SHARED,
-    PAGE_READONLY_X, PAGE_READONLY_X, PAGE_SHARED_X, PAGE_SHARED_X,
-)  # fmt: skip
+#: ``__P000..__S111``: no write-only or exec-only pages (exec alone is PAGE_READONLY_X).
+PROTECTION_MAP: Final = protection_map(PROTECTIONS, exec_only="PAGE_READONLY_X")
 
 
-class Hash2627Ops(PteOps):
-    """``pgtable-ppc64.h`` of 2.6.26/2.6.27 for one page size, as bit operations.
+class Hash2627Ops(Ppc64Ops):
+    """``pgtable-ppc64.h`` of 2.6.26/2.6.27 for one page size: the deltas from today's tree.
+
+    The flag helpers are :class:`~mixedmap_powerpc.ops_base.Ppc64Ops`'s with the 2008 bits:
+    ``_PAGE_RW`` alone is write permission (4.7 split it into ``_PAGE_READ``/``_PAGE_WRITE``)
+    and ``pte_mkdirty`` sets ``_PAGE_DIRTY`` alone (soft-dirty came to ppc64 in 4.5). What
+    this class adds is what 6.18 no longer does (L2627 ``pgtable-ppc64.h``, ``pgtable-4k.h``,
+    ``pgtable-64k.h``, ``pgalloc-64.h``):
+
+    * the PFN sits above the HPTE bookkeeping bits (``PTE_RPN_SHIFT`` 17 or 30; from 4.7 the
+      PTE holds the real address at ``PAGE_SHIFT``, the radix layout);
+    * directory entries hold kernel *virtual* addresses (until 4.7's "powerpc/mm/book3s-64:
+      Use physical addresses in upper page table tree levels");
+    * the Linux tree has no leaves (hugetlb pages lived in hugepte tables; ppc64 THP arrived
+      in 3.11).
 
     ``masked`` and ``bad`` are per upper level: the bits ``p?d_page_vaddr`` masks off and
     the bits ``p?d_bad`` rejects (``None``: that level's ``_bad`` only tests for zero, as the
-    4K ``pgd_bad`` did).
+    4K ``pgd_bad`` did). ``chg_mask`` keeps the 64K 2.6.27 quirk: it lacks _PAGE_SPECIAL.
     """
+
+    WRITE_BIT = MKWRITE_BITS = RW  # a software bit; hash_page maps clean RW pages read-only
+    DIRTY_BIT = MKDIRTY_BITS = DIRTY  # the HPTE's C bit lives in the HPTE, not here
+    YOUNG_BIT = ACCESSED
 
     def __init__(
         self,
@@ -127,12 +128,18 @@ class Hash2627Ops(PteOps):
         masked: tuple[int, ...],
         bad: tuple[int | None, ...],
     ) -> None:
-        self.fmt = fmt
+        # p?d_bad: !is_kernel_addr(e) || (e & P?D_BAD_BITS); None: only "e == 0" is tested.
+        dirs = tuple(
+            DirEntry(
+                link=KERNELBASE,
+                masked=m | KERNELBASE,
+                bad=b or 0,
+                required=0 if b is None else KERNELBASE,
+            )
+            for m, b in zip(masked, bad, strict=True)
+        )
+        super().__init__(fmt, none_mask=hpteflags, chg_mask=chg_mask, dirs=dirs)
         self._rpn_shift = rpn_shift
-        self._hpteflags = hpteflags
-        self._chg_mask = chg_mask
-        self._masked = masked
-        self._bad = bad
 
     # -- leaf PTE helpers ----------------------------------------------------------------
     def pfn_pte(self, pfn: Value, prot: int) -> Value:
@@ -147,91 +154,12 @@ class Hash2627Ops(PteOps):
         """``pte_present``: ``_PAGE_PRESENT`` (0x1); hash_page refuses a PTE without it."""
         return (pte & PRESENT) != 0  # type: ignore[no-any-return]
 
-    def pte_none(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``pte_none``: empty once the HPTE bookkeeping bits (``_PAGE_HPTEFLAGS``) are ignored."""
-        return bits.clear(pte, self._hpteflags) == 0  # type: ignore[no-any-return]
-
-    def pte_write(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``pte_write``: ``_PAGE_RW`` (a software bit; hash_page maps clean RW pages read-only)."""
-        return (pte & RW) != 0  # type: ignore[no-any-return]
-
-    def pte_mkwrite(self, pte: Value) -> Value:
-        """``pte_mkwrite``: set ``_PAGE_RW``."""
-        return pte | RW
-
-    def pte_wrprotect(self, pte: Value) -> Value:
-        """``pte_wrprotect``: clear ``_PAGE_RW``."""
-        return bits.clear(pte, RW)
-
-    def pte_dirty(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``pte_dirty``: ``_PAGE_DIRTY`` (the HPTE's C bit lives in the HPTE, not here)."""
-        return (pte & DIRTY) != 0  # type: ignore[no-any-return]
-
-    def pte_mkdirty(self, pte: Value) -> Value:
-        """``pte_mkdirty``: set ``_PAGE_DIRTY``."""
-        return pte | DIRTY
-
-    def pte_mkclean(self, pte: Value) -> Value:
-        """``pte_mkclean``: clear ``_PAGE_DIRTY``."""
-        return bits.clear(pte, DIRTY)
-
-    def pte_young(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``pte_young``: ``_PAGE_ACCESSED``."""
-        return (pte & ACCESSED) != 0  # type: ignore[no-any-return]
-
-    def pte_mkyoung(self, pte: Value) -> Value:
-        """``pte_mkyoung``: set ``_PAGE_ACCESSED``."""
-        return pte | ACCESSED
-
-    def pte_mkold(self, pte: Value) -> Value:
-        """``pte_mkold``: clear ``_PAGE_ACCESSED``."""
-        return bits.clear(pte, ACCESSED)
-
-    def pte_modify(self, pte: Value, prot: int) -> Value:
-        """``pte_modify``: ``(pte & _PAGE_CHG_MASK) | newprot`` (64K 2.6.27 drops _PAGE_SPECIAL)."""
-        return (pte & self._chg_mask) | prot
-
     def mk_swap_pte(self, swp_type: Value, offset: Value) -> Value:
         """``__swp_entry_to_pte(__swp_entry(type, off))``: ``((type << 1) | (off << 8)) << RPN_SHIFT``."""
         entry = ((swp_type << 1) | (offset << 8)) & ALL64
         return (entry << self._rpn_shift) & ALL64
 
-    # -- upper levels and the root -------------------------------------------------------
-    def _upper(self, i: int) -> None:
-        if not 0 <= i < len(self.fmt.levels) - 1:
-            raise IndexError(f"ppc64/{self.fmt.mode}: {i} is not an upper level")
-
-    def empty_entry(self, i: int) -> int:
-        """New tables are zero-filled (kmem caches with a zeroing ctor, ``__GFP_ZERO`` PTE pages)."""
-        return 0
-
-    def mk_table_entry(self, i: int, table_pa: Value) -> Value:
-        """``p?d_populate``: the table's linear-map virtual address ``KERNELBASE + pa``."""
-        self._upper(i)
-        return table_pa | KERNELBASE
-
-    def entry_kind(self, i: int, entry: Value) -> Value:
-        """``p?d_none``/``p?d_bad``: zero is none; a non-kernel or misaligned address is bad.
-
-        The 4K ``pgd_bad`` only tested for zero, so any non-zero PGD entry is a table there.
-        There are no leaves: 2.6.27 kept huge pages in separate hugepte tables.
-        """
-        self._upper(i)
-        bad_bits = self._bad[i]
-        if bad_bits is None:
-            return bits.select(entry == 0, ENTRY_NONE, ENTRY_TABLE)
-        bad = ((entry & KERNELBASE) != KERNELBASE) | ((entry & bad_bits) != 0)
-        return bits.select(entry == 0, ENTRY_NONE, bits.select(bad, ENTRY_BAD, ENTRY_TABLE))
-
-    def table_pa(self, i: int, entry: Value) -> Value:
-        """``__pa(p?d_page_vaddr(e))``: drop the masked low bits, then the linear-map offset.
-
-        ``__pa`` subtracts ``KERNELBASE``; for the kernel addresses ``p?d_populate`` writes
-        that is the same as clearing bits 63:62.
-        """
-        self._upper(i)
-        return bits.clear(entry, self._masked[i] | KERNELBASE)
-
+    # -- no leaves in the Linux tree -----------------------------------------------------
     def mk_leaf(self, i: int, pfn: Value, prot: int) -> Value:
         """Not available: the 2.6.27 Linux hash tree has no large-page leaf entries."""
         raise UnsupportedOperation(
@@ -242,11 +170,3 @@ class Hash2627Ops(PteOps):
     def leaf_pfn(self, i: int, entry: Value) -> Value:
         """Not available (see :meth:`mk_leaf`)."""
         return self.mk_leaf(i, entry, 0)
-
-    def root_value(self, root_pa: int) -> int:
-        """The Linux tree is software-only (the MMU walks the HPT): the root is the PGD's pa."""
-        return root_pa
-
-    def root_table_pa(self, root: int) -> int:
-        """Inverse of :meth:`root_value`."""
-        return root

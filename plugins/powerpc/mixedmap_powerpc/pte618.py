@@ -4,19 +4,25 @@ The Linux PTE *is* the radix hardware PTE (V = ``_PAGE_PRESENT``, L = ``_PAGE_PT
 ACCESSED/DIRTY, EAA = PRIVILEGED/READ/WRITE/EXEC); under hash the same layout is kept and the
 hash fault path converts it to an HPTE, borrowing bits radix leaves zero (pkeys, slot).
 ``pte_t`` is a ``__be64`` even on ppc64le kernels, so entries are big-endian in memory.
+Both facts date from 4.7, the release that brought radix (POWER9) support: the Book3S-64
+PTE was reshuffled into the radix layout (``_PAGE_PRESENT`` bit 63, ``_PAGE_PTE`` bit 62,
+``_PAGE_READ``/``_PAGE_WRITE``/``_PAGE_EXEC``/``_PAGE_PRIVILEGED``, ``_PAGE_SPECIAL`` =
+``_RPAGE_SW2``) and the tables became big-endian. The helpers shared with 2.6.27 live in
+:mod:`mixedmap_powerpc.ops_base`; :class:`Pte618Ops` states what differs.
 (L618 ``arch/powerpc/include/asm/book3s/64/pgtable.h``, ``radix.h``, ``hash.h``,
 ``hash-4k.h``, ``hash-64k.h``, ``pgtable-masks.h``, ``arch/powerpc/mm/pgtable.c``)
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import ClassVar, Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from mixedmap import PageTableFormat, PteOps, bits
+from mixedmap import PageTableFormat, UnsupportedOperation
 from mixedmap.bits import ALL64, Value
+from mixedmap_powerpc.ops_base import DirEntry, Ppc64Ops, protection_map
 
 # -- common bits (book3s/64/pgtable.h) ---------------------------------------------------
 EXEC: Final = 0x00001
@@ -69,45 +75,27 @@ HPTEFLAGS_64K: Final = H_PAGE_BUSY | H_PAGE_HASHPTE_64K | H_PAGE_COMBO_64K
 
 # -- protections (pgtable-masks.h, book3s/64/pgtable.h) -----------------------------------
 BASE: Final = PRESENT | ACCESSED
-PAGE_NONE: Final = BASE
-PAGE_EXECONLY_X: Final = BASE | EXEC
-PAGE_SHARED: Final = BASE | RW
-PAGE_SHARED_X: Final = BASE | RWX
-PAGE_COPY: Final = BASE | READ
-PAGE_COPY_X: Final = BASE | READ | EXEC
-PAGE_READONLY: Final = BASE | READ
-PAGE_READONLY_X: Final = BASE | READ | EXEC
-PAGE_KERNEL: Final = BASE | PRIVILEGED | RW | DIRTY
-PAGE_KERNEL_NC: Final = BASE | PRIVILEGED | RW | DIRTY | TOLERANT
-PAGE_KERNEL_NCG: Final = BASE | PRIVILEGED | RW | DIRTY | NON_IDEMPOTENT
-PAGE_KERNEL_X: Final = BASE | PRIVILEGED | DIRTY | RWX
-PAGE_KERNEL_RO: Final = BASE | PRIVILEGED | READ
-PAGE_KERNEL_ROX: Final = BASE | PRIVILEGED | READ | EXEC
-
+#: Named pgprots, as (name, value) pairs.
 PROTECTIONS: Final = (
-    ("PAGE_NONE", PAGE_NONE),
-    ("PAGE_EXECONLY_X", PAGE_EXECONLY_X),
-    ("PAGE_SHARED", PAGE_SHARED),
-    ("PAGE_SHARED_X", PAGE_SHARED_X),
-    ("PAGE_COPY", PAGE_COPY),
-    ("PAGE_COPY_X", PAGE_COPY_X),
-    ("PAGE_READONLY", PAGE_READONLY),
-    ("PAGE_READONLY_X", PAGE_READONLY_X),
-    ("PAGE_KERNEL", PAGE_KERNEL),
-    ("PAGE_KERNEL_NC", PAGE_KERNEL_NC),
-    ("PAGE_KERNEL_NCG", PAGE_KERNEL_NCG),
-    ("PAGE_KERNEL_X", PAGE_KERNEL_X),
-    ("PAGE_KERNEL_RO", PAGE_KERNEL_RO),
-    ("PAGE_KERNEL_ROX", PAGE_KERNEL_ROX),
+    ("PAGE_NONE", BASE),
+    ("PAGE_EXECONLY_X", BASE | EXEC),
+    ("PAGE_SHARED", BASE | RW),
+    ("PAGE_SHARED_X", BASE | RWX),
+    ("PAGE_COPY", BASE | READ),
+    ("PAGE_COPY_X", BASE | READ | EXEC),
+    ("PAGE_READONLY", BASE | READ),
+    ("PAGE_READONLY_X", BASE | READ | EXEC),
+    ("PAGE_KERNEL", BASE | PRIVILEGED | RW | DIRTY),
+    ("PAGE_KERNEL_NC", BASE | PRIVILEGED | RW | DIRTY | TOLERANT),
+    ("PAGE_KERNEL_NCG", BASE | PRIVILEGED | RW | DIRTY | NON_IDEMPOTENT),
+    ("PAGE_KERNEL_X", BASE | PRIVILEGED | DIRTY | RWX),
+    ("PAGE_KERNEL_RO", BASE | PRIVILEGED | READ),
+    ("PAGE_KERNEL_ROX", BASE | PRIVILEGED | READ | EXEC),
 )
 
-#: ``protection_map`` (arch/powerpc/mm/pgtable.c): exec-only mappings exist (PAGE_EXECONLY_X).
-PROTECTION_MAP: Final = (
-    PAGE_NONE, PAGE_READONLY, PAGE_COPY, PAGE_COPY,
-    PAGE_EXECONLY_X, PAGE_READONLY_X, PAGE_COPY_X, PAGE_COPY_X,
-    PAGE_NONE, PAGE_READONLY, PAGE_SHARED, PAGE_SHARED,
-    PAGE_EXECONLY_X, PAGE_READONLY_X, PAGE_SHARED_X, PAGE_SHARED_X,
-)  # fmt: skip
+#: ``protection_map`` (arch/powerpc/mm/pgtable.c): exec-only mappings exist (PAGE_EXECONLY_X,
+#: from 6.1's execute-only memory for the radix MMU).
+PROTECTION_MAP: Final = protection_map(PROTECTIONS, exec_only="PAGE_EXECONLY_X")
 
 #: Bits ``p?d_page_vaddr``/``p?d_pgtable`` mask off a directory entry (``PMD_MASKED_BITS``).
 DIR_MASKED_BITS: Final = 0xC000_0000_0000_00FF
@@ -128,19 +116,42 @@ def chg_mask(page_shift: int) -> int:
     return rpn_mask(page_shift) | hpteflags(page_shift) | DIRTY | ACCESSED | SPECIAL | PTE | SOFT_DIRTY
 
 
-class Pte618Ops(PteOps):
+class Pte618Ops(Ppc64Ops):
     """The leaf-PTE half of 6.18 ``book3s/64/pgtable.h``; subclasses add the tree's upper levels.
+
+    The flag helpers are :class:`~mixedmap_powerpc.ops_base.Ppc64Ops`'s with today's bits;
+    against 2.6.27 (:mod:`mixedmap_powerpc.hash2627`) the deltas are:
+
+    * write permission is ``_PAGE_WRITE`` and write implies read, so ``pte_mkwrite`` sets
+      READ and WRITE (4.7, the PTE reshuffled to the Power ISA 3.0 radix layout);
+    * ``pte_mkdirty`` also sets ``_PAGE_SOFT_DIRTY`` (4.5, "powerpc/mm: Add page soft dirty
+      tracking");
+    * the PTE holds the real address at ``PAGE_SHIFT`` below ``_PAGE_PA_MAX`` (4.7; 2.6.27
+      shifted the PFN above the HPTE slot bits) and every leaf carries ``_PAGE_PTE`` (bit 62
+      in the 4.7 layout), which ``pte_present``, ``pfn_pte`` and the swap entry use;
+    * ``_PAGE_CHG_MASK`` keeps ``_PAGE_SPECIAL`` at every page size (2.6.29-rc5, fbc78b07).
 
     ``none_mask`` is what ``pte_none`` ignores: ``RADIX_PTE_NONE_MASK`` (DIRTY|ACCESSED, an
     empty radix PTE may still get an R/C write-back) or ``H_PTE_NONE_MASK`` (the HPTE flags).
+    Leaves (``mk_leaf``/``leaf_pfn``) are ``pfn_pte`` with ``HUGE_BITS`` where the level
+    allows them; ``NO_LEAF`` says why elsewhere.
     """
 
-    def __init__(self, fmt: PageTableFormat, *, none_mask: int) -> None:
-        self.fmt = fmt
+    WRITE_BIT = WRITE
+    MKWRITE_BITS = RW  # pte_mkwrite_novma: write implies read
+    DIRTY_BIT = DIRTY  # the radix C bit
+    MKDIRTY_BITS = DIRTY | SOFT_DIRTY  # soft-dirty is cleared by clear_refs, not pte_mkclean
+    YOUNG_BIT = ACCESSED  # the radix R bit
+    LEAF_BIT = PTE
+    #: What ``p?d_mkhuge`` adds to a leaf besides prot.
+    HUGE_BITS: ClassVar[int] = PTE
+    #: The ``UnsupportedOperation`` message for a level without leaves ({mode}, {level}).
+    NO_LEAF: ClassVar[str]
+
+    def __init__(self, fmt: PageTableFormat, *, none_mask: int, dirs: tuple[DirEntry, ...]) -> None:
+        super().__init__(fmt, none_mask=none_mask, chg_mask=chg_mask(fmt.page_shift), dirs=dirs)
         self._shift = fmt.page_shift
         self._rpn = rpn_mask(fmt.page_shift)
-        self._chg = chg_mask(fmt.page_shift)
-        self._none_mask = none_mask
 
     def pfn_pte(self, pfn: Value, prot: int) -> Value:
         """``pfn_pte``: ``(pfn << PAGE_SHIFT) | prot | _PAGE_PTE`` (the L bit marks a leaf)."""
@@ -155,66 +166,22 @@ class Pte618Ops(PteOps):
         hw = (pte & (PRESENT | PTE)) == (PRESENT | PTE)
         return hw | ((pte & (INVALID | PTE)) == (INVALID | PTE))  # type: ignore[no-any-return]
 
-    def pte_none(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``radix__pte_none`` / ``hash__pte_none``: empty apart from the ignored bits."""
-        return bits.clear(pte, self._none_mask) == 0  # type: ignore[no-any-return]
-
-    def pte_write(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``pte_write``: ``_PAGE_WRITE`` (6.18 has no savedwrite any more)."""
-        return (pte & WRITE) != 0  # type: ignore[no-any-return]
-
-    def pte_mkwrite(self, pte: Value) -> Value:
-        """``pte_mkwrite_novma``: write implies read, so set READ and WRITE."""
-        return pte | RW
-
-    def pte_wrprotect(self, pte: Value) -> Value:
-        """``pte_wrprotect``: clear ``_PAGE_WRITE`` (READ stays)."""
-        return bits.clear(pte, WRITE)
-
-    def pte_dirty(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``pte_dirty``: ``_PAGE_DIRTY`` = the radix C bit."""
-        return (pte & DIRTY) != 0  # type: ignore[no-any-return]
-
-    def pte_mkdirty(self, pte: Value) -> Value:
-        """``pte_mkdirty``: DIRTY and SOFT_DIRTY together."""
-        return pte | DIRTY | SOFT_DIRTY
-
-    def pte_mkclean(self, pte: Value) -> Value:
-        """``pte_mkclean``: clear DIRTY only (soft-dirty is cleared by clear_refs)."""
-        return bits.clear(pte, DIRTY)
-
-    def pte_young(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``pte_young``: ``_PAGE_ACCESSED`` = the radix R bit."""
-        return (pte & ACCESSED) != 0  # type: ignore[no-any-return]
-
-    def pte_mkyoung(self, pte: Value) -> Value:
-        """``pte_mkyoung``: set ACCESSED."""
-        return pte | ACCESSED
-
-    def pte_mkold(self, pte: Value) -> Value:
-        """``pte_mkold``: clear ACCESSED."""
-        return bits.clear(pte, ACCESSED)
-
-    def pte_modify(self, pte: Value, prot: int) -> Value:
-        """``pte_modify``: ``(pte & _PAGE_CHG_MASK) | newprot`` (SPECIAL and _PAGE_PTE survive)."""
-        return (pte & self._chg) | prot
-
     def mk_swap_pte(self, swp_type: Value, offset: Value) -> Value:
         """``__swp_entry_to_pte(__swp_entry(t, o))``: ``t | ((o << PAGE_SHIFT) & RPN) | _PAGE_PTE``."""
         return swp_type | ((offset << self._shift) & self._rpn) | PTE
 
-    def empty_entry(self, i: int) -> int:
-        """Tables are zero-filled at every level."""
-        return 0
+    # -- huge leaves ---------------------------------------------------------------------
+    def _leaf_level(self, i: int) -> None:
+        self._upper(i)
+        if not self.fmt.levels[i].leaf_ok:
+            raise UnsupportedOperation(self.NO_LEAF.format(mode=self.fmt.mode, level=self.fmt.levels[i].name))
 
-    def root_value(self, root_pa: int) -> int:
-        """The PGD's physical address (what a process-table entry's RPDB holds for radix)."""
-        return root_pa
+    def mk_leaf(self, i: int, pfn: Value, prot: int) -> Value:
+        """``pfn_pmd``/``pfn_pud`` with ``p?d_mkhuge``: ``((pfn << PAGE_SHIFT) & RPN) | prot | HUGE_BITS``."""
+        self._leaf_level(i)
+        return (((pfn << self._shift) & ALL64) & self._rpn) | prot | self.HUGE_BITS
 
-    def root_table_pa(self, root: int) -> int:
-        """Inverse of :meth:`root_value`."""
-        return root
-
-    def _upper(self, i: int) -> None:
-        if not 0 <= i < len(self.fmt.levels) - 1:
-            raise IndexError(f"ppc64/{self.fmt.mode}: {i} is not an upper level")
+    def leaf_pfn(self, i: int, entry: Value) -> Value:
+        """``pmd_pfn``/``pud_pfn``: ``pte_pfn`` of the entry."""
+        self._leaf_level(i)
+        return self.pte_pfn(entry)

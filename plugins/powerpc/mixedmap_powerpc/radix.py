@@ -12,24 +12,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from mixedmap import (
-    ENTRY_BAD,
-    ENTRY_LEAF,
-    ENTRY_NONE,
-    ENTRY_TABLE,
-    PageTableFormat,
-    UnsupportedOperation,
-    bits,
-)
-from mixedmap.bits import ALL64, Value
-from mixedmap_powerpc.pte618 import DIR_MASKED_BITS, PRESENT, PTE, Pte618Ops
+from mixedmap import PageTableFormat
+from mixedmap_powerpc.ops_base import DirEntry
+from mixedmap_powerpc.pte618 import DIR_MASKED_BITS, PRESENT, Pte618Ops
 
 #: RADIX_PTE_NONE_MASK: an empty PTE can still see an R or C write-back.
 RADIX_PTE_NONE_MASK: Final = 0x180
 #: ``RADIX_{PMD,PUD,P4D}_BAD_BITS``: SW0, the leaf bit and reserved bits 7:5.
 RADIX_BAD_BITS: Final = 0x6000_0000_0000_00E0
-#: The same without the leaf bit: for levels that may hold leaves (pmd_leaf is tested first).
-RADIX_BAD_BITS_NONLEAF: Final = RADIX_BAD_BITS ^ PTE
 #: Directory-entry fields (ISA; QEMU ``R_PDE_NLB``/``R_PDE_NLS``).
 PDE_VALID: Final = PRESENT
 PDE_NLB: Final = 0x0FFF_FFFF_FFFF_FF00
@@ -55,57 +45,19 @@ def partition_table_entry(pgd_pa: int) -> int:
 class RadixOps(Pte618Ops):
     """``radix.h`` + ``pgalloc.h`` for one page size: directory entries, leaves, the root.
 
-    ``next_index_bits[i]`` is the NLS Linux writes into a level-i entry (the next table's
-    index size): ``RADIX_PGD_VAL_BITS = V | RADIX_PUD_INDEX_SIZE`` and so on.
+    A directory entry is ``__pa(table) | V | NLS``, where NLS is the index size of the next
+    table Linux writes (``RADIX_PGD_VAL_BITS = V | RADIX_PUD_INDEX_SIZE`` and so on:
+    0x8000000000000009 for a 512-entry table). ``radix__p?d_bad`` rejects
+    ``RADIX_*_BAD_BITS``, whose leaf bit only matters where no leaf may be (the PGD): at
+    the PUD and PMD a leaf is tested first. All of it arrived with radix support in 4.7.
     """
 
+    NO_LEAF = "ppc64/{mode}: no leaf at level {level} (radix leaves: 2 MiB at pmd, 1 GiB at pud)"
+
     def __init__(self, fmt: PageTableFormat) -> None:
-        super().__init__(fmt, none_mask=RADIX_PTE_NONE_MASK)
-        self._nls = tuple(lv.index_bits for lv in fmt.levels[1:])
-
-    def mk_table_entry(self, i: int, table_pa: Value) -> Value:
-        """``p?d_populate``: ``__pa(table) | V | NLS`` (0x8000000000000009 for a 512-entry table)."""
-        self._upper(i)
-        return table_pa | PDE_VALID | self._nls[i]
-
-    def entry_kind(self, i: int, entry: Value) -> Value:
-        """``p?d_none`` / ``p?d_leaf`` (``_PAGE_PTE``) / ``radix__p?d_bad``, in the walkers' order.
-
-        A leaf where the kernel never puts one (the PGD) is bad: RADIX_P4D_BAD_BITS has the
-        leaf bit.
-        """
-        self._upper(i)
-        none = entry == 0
-        if self.fmt.levels[i].leaf_ok:
-            leaf = (entry & PTE) != 0
-            bad = (entry & RADIX_BAD_BITS_NONLEAF) != 0
-            rest = bits.select(leaf, ENTRY_LEAF, bits.select(bad, ENTRY_BAD, ENTRY_TABLE))
-        else:
-            rest = bits.select((entry & RADIX_BAD_BITS) != 0, ENTRY_BAD, ENTRY_TABLE)
-        return bits.select(none, ENTRY_NONE, rest)
-
-    def table_pa(self, i: int, entry: Value) -> Value:
-        """``__pa(p?d_pgtable(e))``: the entry without ``PMD_MASKED_BITS`` (V, L and NLS)."""
-        self._upper(i)
-        return bits.clear(entry, DIR_MASKED_BITS)
-
-    def _leaf_level(self, i: int) -> None:
-        self._upper(i)
-        if not self.fmt.levels[i].leaf_ok:
-            raise UnsupportedOperation(
-                f"ppc64/{self.fmt.mode}: no leaf at level {self.fmt.levels[i].name} "
-                "(radix leaves: 2 MiB at pmd, 1 GiB at pud)"
-            )
-
-    def mk_leaf(self, i: int, pfn: Value, prot: int) -> Value:
-        """``pfn_pmd``/``pfn_pud``: ``((pfn << PAGE_SHIFT) & PTE_RPN_MASK) | prot | _PAGE_PTE``."""
-        self._leaf_level(i)
-        return (((pfn << self._shift) & ALL64) & self._rpn) | prot | PTE
-
-    def leaf_pfn(self, i: int, entry: Value) -> Value:
-        """``pmd_pfn``/``pud_pfn``: ``pte_pfn`` of the entry."""
-        self._leaf_level(i)
-        return (entry & self._rpn) >> self._shift
+        nls = tuple(lv.index_bits for lv in fmt.levels[1:])
+        dirs = tuple(DirEntry(link=PDE_VALID | n, masked=DIR_MASKED_BITS, bad=RADIX_BAD_BITS) for n in nls)
+        super().__init__(fmt, none_mask=RADIX_PTE_NONE_MASK, dirs=dirs)
 
     def process_table_entry(self, pgd_pa: int) -> int:
         """Process-table doubleword 0 for this tree (see :func:`process_table_entry`)."""

@@ -79,9 +79,11 @@ def _kernel_26(profile: str) -> Kernel:
 KERNELS: Mapping[str, Kernel] = {
     "2.6.26": _kernel_26("2.6.26"),
     "2.6.27": _kernel_26("2.6.27"),
-    # 3 levels at exec, upgraded 3->4->5 (crst_table_upgrade); no downgrade, so no 2-level
-    # user space. page_table_alloc gives each 2 KiB page table its own 4 KiB page (256
-    # PTEs of _PAGE_INVALID, then 2 KiB of zeros for the PGSTEs).
+    # 3 levels at exec, upgraded 3->4->5 (crst_table_upgrade; region-first tables from 4.12,
+    # 1aea9b3f9210); no downgrade, so no 2-level user space. page_table_alloc gives each
+    # 2 KiB page table its own 4 KiB page (256 PTEs of _PAGE_INVALID, then 2 KiB of zeros
+    # for the PGSTEs): the 2 KiB fragments of 2.6.2x ended in 6.8 (d08d4e7cd6bf "s390/mm:
+    # use full 4KB page for 2KB PTE", arch/s390/mm/pgalloc.c).
     "6.18": Kernel(
         profile="6.18",
         era="6.18",

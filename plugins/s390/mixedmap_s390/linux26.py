@@ -15,13 +15,15 @@ Source: ``include/asm-s390/pgtable.h``, ``pgalloc.h``, ``mmu_context.h``, ``huge
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import ClassVar, Final
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
 
 from mixedmap import ENTRY_BAD, ENTRY_LEAF, ENTRY_NONE, ENTRY_TABLE, bits
 from mixedmap.bits import Value
-from mixedmap_s390 import hw
-from mixedmap_s390.dat_ops import DatOps
+from mixedmap_s390 import dat_ops, hw
+from mixedmap_s390.dat_ops import DatOps, protection_map, table_bits
 
 SOURCE: Final = (
     "Linux 2.6.26/2.6.27 include/asm-s390/pgtable.h (pte types, _PAGE_SPECIAL, mk_swap_pte), "
@@ -31,17 +33,15 @@ SOURCE: Final = (
     "crst_table_upgrade/downgrade), include/asm-s390/sparsemem.h"
 )
 
-PAGE_MASK: Final = 0xFFFF_FFFF_FFFF_F000
-
-# Hardware bits in the page table entry.
-_PAGE_RO: Final = 0x200
-_PAGE_INVALID: Final = 0x400
+# Hardware bits in the page table entry (the values every profile shares are in dat_ops).
+_PAGE_RO: Final = dat_ops.PAGE_PROTECT  # renamed _PAGE_PROTECT in 3.12
+_PAGE_INVALID: Final = dat_ops.PAGE_INVALID
 # Software bits in the page table entry.
 _PAGE_SWT: Final = 0x001
 _PAGE_SWX: Final = 0x002
 _PAGE_SPECIAL: Final = 0x004
 #: Bits pte_modify keeps.
-_PAGE_CHG_MASK: Final = PAGE_MASK | _PAGE_SPECIAL
+_PAGE_CHG_MASK: Final = dat_ops.PAGE_MASK | _PAGE_SPECIAL
 
 # The page types (bits I, P, t, x).
 _PAGE_TYPE_EMPTY: Final = 0x400
@@ -59,74 +59,61 @@ _HPAGE_TYPE_NONE: Final = 0x220
 _HPAGE_TYPE_RO: Final = 0x200
 _HPAGE_TYPE_RW: Final = 0x000
 
-# Region and segment table entries.
-_REGION_ENTRY_INV: Final = 0x20
-_REGION_ENTRY_TYPE_MASK: Final = 0x0C
-_REGION_ENTRY_LENGTH: Final = 0x03
-_REGION1_ENTRY: Final = hw.TYPE_REGION1 | _REGION_ENTRY_LENGTH  # 0x0F (defined, never used)
-_REGION1_ENTRY_EMPTY: Final = hw.TYPE_REGION1 | _REGION_ENTRY_INV  # 0x2C
-_REGION2_ENTRY: Final = hw.TYPE_REGION2 | _REGION_ENTRY_LENGTH  # 0x0B
-_REGION2_ENTRY_EMPTY: Final = hw.TYPE_REGION2 | _REGION_ENTRY_INV  # 0x28
-_REGION3_ENTRY: Final = hw.TYPE_REGION3 | _REGION_ENTRY_LENGTH  # 0x07
-_REGION3_ENTRY_EMPTY: Final = hw.TYPE_REGION3 | _REGION_ENTRY_INV  # 0x24
+# Region and segment table entries (region values: see dat_ops).
+_REGION_ENTRY_INV: Final = dat_ops.REGION_ENTRY_INVALID
+_REGION_ENTRY_TYPE_MASK: Final = dat_ops.REGION_ENTRY_TYPE_MASK
+_REGION_ENTRY_LENGTH: Final = dat_ops.REGION_ENTRY_LENGTH
 _SEGMENT_ENTRY_RO: Final = 0x200
-_SEGMENT_ENTRY_INV: Final = 0x20
+_SEGMENT_ENTRY_INV: Final = dat_ops.SEGMENT_ENTRY_INVALID
 _SEGMENT_ENTRY: Final = 0x0  # pmd_populate writes the bare page-table origin
-_SEGMENT_ENTRY_EMPTY: Final = _SEGMENT_ENTRY_INV
-_SEGMENT_ENTRY_LARGE: Final = 0x400  # STE format control (EDAT-1)
+_SEGMENT_ENTRY_LARGE: Final = dat_ops.SEGMENT_ENTRY_LARGE  # STE format control (EDAT-1)
 _SEGMENT_ENTRY_CO: Final = 0x100  # change-recording override
 #: pud_bad/pgd_bad: ~_SEGMENT_ENTRY_ORIGIN & ~INV & ~TYPE_MASK & ~LENGTH must be clear.
 _REGION_BAD_MASK: Final = 0x7FF & ~(_REGION_ENTRY_INV | _REGION_ENTRY_TYPE_MASK | _REGION_ENTRY_LENGTH)
 
-#: _ASCE_SPACE_SWITCH | _ASCE_PRIVATE_SPACE | _ASCE_ALT_EVENT.
-_ASCE_USER_BITS: Final = hw.ASCE_SPACE_SWITCH | hw.ASCE_PRIVATE_SPACE | hw.ASCE_ALT_EVENT
-
 #: mk_swap_pte keeps 53 offset bits (``__SWP_OFFSET_MASK = ~0UL >> 11``).
 _SWP_OFFSET_MASK: Final = (1 << 53) - 1
 
-PAGE_NONE: Final = _PAGE_TYPE_NONE
-PAGE_RO: Final = _PAGE_TYPE_RO
-PAGE_RW: Final = _PAGE_TYPE_RW
-PAGE_EX_RO: Final = _PAGE_TYPE_EX_RO
-PAGE_EX_RW: Final = _PAGE_TYPE_EX_RW
-PAGE_KERNEL: Final = PAGE_RW
-PAGE_COPY: Final = PAGE_RO
-
+#: Named pgprots: page types (``PAGE_KERNEL`` is RW, ``PAGE_COPY`` RO).
 PROTECTIONS: Final = (
-    ("PAGE_NONE", PAGE_NONE),
-    ("PAGE_RO", PAGE_RO),
-    ("PAGE_RW", PAGE_RW),
-    ("PAGE_EX_RO", PAGE_EX_RO),
-    ("PAGE_EX_RW", PAGE_EX_RW),
-    ("PAGE_KERNEL", PAGE_KERNEL),
-    ("PAGE_COPY", PAGE_COPY),
+    ("PAGE_NONE", _PAGE_TYPE_NONE),
+    ("PAGE_RO", _PAGE_TYPE_RO),
+    ("PAGE_RW", _PAGE_TYPE_RW),
+    ("PAGE_EX_RO", _PAGE_TYPE_EX_RO),
+    ("PAGE_EX_RW", _PAGE_TYPE_EX_RW),
+    ("PAGE_KERNEL", _PAGE_TYPE_RW),
+    ("PAGE_COPY", _PAGE_TYPE_RO),
 )
 
-#: __P000..__P111 then __S000..__S111 (index VM_READ=1 | VM_WRITE=2 | VM_EXEC=4 | VM_SHARED=8):
-#: write implies read and exec implies read; only shared writable mappings get PAGE_RW.
-PROTECTION_MAP: Final = (
-    PAGE_NONE, PAGE_RO, PAGE_RO, PAGE_RO, PAGE_EX_RO, PAGE_EX_RO, PAGE_EX_RO, PAGE_EX_RO,
-    PAGE_NONE, PAGE_RO, PAGE_RW, PAGE_RW, PAGE_EX_RO, PAGE_EX_RO, PAGE_EX_RW, PAGE_EX_RW,
-)  # fmt: skip
+#: ``__P000..__S111``: exec mappings get the EX types (the noexec shadow-table scheme).
+PROTECTION_MAP: Final = protection_map(
+    none=_PAGE_TYPE_NONE,
+    read=_PAGE_TYPE_RO,
+    exec_=_PAGE_TYPE_EX_RO,
+    shared_write=_PAGE_TYPE_RW,
+    shared_write_exec=_PAGE_TYPE_EX_RW,
+)
 
 
 class Ops26(DatOps):
-    """pgtable.h of 2.6.26/2.6.27 for one page-table depth (segment, region3, region2)."""
+    """pgtable.h of 2.6.26/2.6.27 for one page-table depth (segment, region3, region2).
 
-    TABLE_BITS: ClassVar[Mapping[int, int]] = {
-        hw.REGION1_SHIFT: _REGION1_ENTRY,
-        hw.REGION2_SHIFT: _REGION2_ENTRY,
-        hw.REGION3_SHIFT: _REGION3_ENTRY,
-        hw.SEGMENT_SHIFT: _SEGMENT_ENTRY,
-    }
-    EMPTY: ClassVar[Mapping[int, int]] = {
-        hw.REGION1_SHIFT: _REGION1_ENTRY_EMPTY,
-        hw.REGION2_SHIFT: _REGION2_ENTRY_EMPTY,
-        hw.REGION3_SHIFT: _REGION3_ENTRY_EMPTY,
-        hw.SEGMENT_SHIFT: _SEGMENT_ENTRY_EMPTY,
-        hw.PAGE_SHIFT: _PAGE_TYPE_EMPTY,
-    }
-    ASCE_BITS: ClassVar[int] = _ASCE_USER_BITS
+    What 6.18 does differently, each from the release that changed it:
+
+    * referenced and changed state live in the frame's storage key, not in the PTE, so the
+      young/dirty helpers are constants and no-ops (software dirty bits came in 3.9,
+      abf09bed3cce "s390/mm: implement software dirty bits"; software referenced bits in
+      3.12, 0944fe3f4a32);
+    * a PTE's kind is the pattern of I, P and the software type bits t and x
+      (``_PAGE_TYPE_*``): PROT_NONE is I with t set, so ``pte_write`` (``!(pte & _PAGE_RO)``)
+      is true for it -- the ``protnone_pte_write`` quirk -- and ``pte_wrprotect`` leaves
+      invalid entries alone (3.12 replaced the types with ``_PAGE_PRESENT``/``_PAGE_READ``/
+      ``_PAGE_WRITE`` software bits; in 6.18's layout the special bit is 0x040, not 0x004);
+    * ``pmd_populate`` writes the bare page-table origin (``_SEGMENT_ENTRY`` 0; 6.18 sets
+      ``_SEGMENT_ENTRY_PRESENT``), and region entries are "none" on I and the type alone.
+    """
+
+    TABLE_BITS = table_bits(_SEGMENT_ENTRY)
 
     # -- leaf PTE ------------------------------------------------------------------------------
     def pfn_pte(self, pfn: Value, prot: int) -> Value:
@@ -134,13 +121,9 @@ class Ops26(DatOps):
 
         ``__pa`` is the identity on 2.6.27 s390x; prot never reaches the frame bits, so the
         kernel's addition is an OR here."""
-        if prot & PAGE_MASK:
+        if prot & dat_ops.PAGE_MASK:
             raise ValueError(f"s390x 2.6.27: pgprot {prot:#x} overlaps the frame address")
-        return ((pfn << hw.PAGE_SHIFT) & bits.ALL64) | prot
-
-    def pte_pfn(self, pte: Value) -> Value:
-        """``pte_val(x) >> PAGE_SHIFT``."""
-        return pte >> hw.PAGE_SHIFT
+        return self._frame(pfn) | prot
 
     def pte_present(self, pte: Value) -> Value:
         """Type NONE (I,P,t,x = 1,0,0,1), or I and t both clear (RO, RW, EX_RO, EX_RW)."""
@@ -166,29 +149,19 @@ class Ops26(DatOps):
         to add."""
         return pte | ((bits.invert(pte) >> 1) & _PAGE_RO)
 
-    def pte_dirty(self, pte: Value) -> Value:
-        """Always 0: the changed bit lives in the storage key, not in the PTE."""
-        return (pte & 0) != 0
+    def _storage_key_state(self, pte: Value) -> bool | NDArray[np.bool_]:
+        """Always 0: the referenced and changed bits live in the storage key, not in the PTE
+        (``page_test_dirty``, ``page_test_and_clear_young``)."""
+        return (pte & 0) != 0  # type: ignore[no-any-return]
 
-    def pte_mkdirty(self, pte: Value) -> Value:
-        """No-op ("the sske instruction is slow"; the next store sets the key's C bit)."""
+    def _storage_key_noop(self, pte: Value) -> Value:
+        """No-op: referenced/changed state is in the storage key (``pte_mkdirty``: "the sske
+        instruction is slow", the next store sets the key's C bit; ``pte_mkclean``: fork must
+        not clear it)."""
         return pte & bits.ALL64
 
-    def pte_mkclean(self, pte: Value) -> Value:
-        """No-op (fork must not clear the frame's storage-key C bit)."""
-        return pte & bits.ALL64
-
-    def pte_young(self, pte: Value) -> Value:
-        """Always 0: the referenced bit lives in the storage key."""
-        return (pte & 0) != 0
-
-    def pte_mkyoung(self, pte: Value) -> Value:
-        """No-op (referenced state is in the storage key)."""
-        return pte & bits.ALL64
-
-    def pte_mkold(self, pte: Value) -> Value:
-        """No-op (referenced state is in the storage key)."""
-        return pte & bits.ALL64
+    pte_dirty = pte_young = _storage_key_state
+    pte_mkdirty = pte_mkclean = pte_mkyoung = pte_mkold = _storage_key_noop
 
     def pte_modify(self, pte: Value, prot: int) -> Value:
         """``(pte & _PAGE_CHG_MASK) | newprot``: frame address and the special bit survive."""
@@ -219,11 +192,7 @@ class Ops26(DatOps):
         if shift != hw.SEGMENT_SHIFT:
             tt = self.TABLE_BITS[shift] & _REGION_ENTRY_TYPE_MASK
             none = (entry & (_REGION_ENTRY_INV | _REGION_ENTRY_TYPE_MASK)) == (_REGION_ENTRY_INV | tt)
-            table = (
-                (entry & (_REGION_ENTRY_INV | _REGION_ENTRY_TYPE_MASK | _REGION_ENTRY_LENGTH))
-                == (tt | _REGION_ENTRY_LENGTH)
-            ) & ((entry & _REGION_BAD_MASK) == 0)
-            return bits.select(none, ENTRY_NONE, bits.select(table, ENTRY_TABLE, ENTRY_BAD))
+            return self._region_kind(shift, entry, none, _REGION_BAD_MASK)
         none = (entry & _SEGMENT_ENTRY_INV) != 0
         table = (entry & 0x7FF) == _SEGMENT_ENTRY
         kind = bits.select(none, ENTRY_NONE, bits.select(table, ENTRY_TABLE, ENTRY_BAD))
@@ -241,7 +210,7 @@ class Ops26(DatOps):
         dropped and the change-recording override is set. The result depends on prot only
         in its low bits, so it is computed once from prot."""
         self._leaf_level(i)
-        if prot & PAGE_MASK:
+        if prot & dat_ops.PAGE_MASK:
             raise ValueError(f"s390x 2.6.27: pgprot {prot:#x} overlaps the frame address")
         low = prot
         if low & _PAGE_INVALID:
@@ -249,4 +218,4 @@ class Ops26(DatOps):
                 low |= _HPAGE_TYPE_NONE
             low |= _SEGMENT_ENTRY_INV
         low = bits.clear(low, _PAGE_SWT | _PAGE_SWX) | _SEGMENT_ENTRY_LARGE | _SEGMENT_ENTRY_CO
-        return ((pfn << hw.PAGE_SHIFT) & bits.ALL64) | low
+        return self._frame(pfn) | low

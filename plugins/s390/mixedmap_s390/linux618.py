@@ -14,13 +14,12 @@ Source: ``arch/s390/include/asm/pgtable.h``, ``pgalloc.h``, ``mmu_context.h``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import ClassVar, Final
+from typing import Final
 
 from mixedmap import ENTRY_BAD, ENTRY_LEAF, ENTRY_NONE, ENTRY_TABLE, bits
 from mixedmap.bits import Value
-from mixedmap_s390 import hw
-from mixedmap_s390.dat_ops import DatOps
+from mixedmap_s390 import dat_ops, hw
+from mixedmap_s390.dat_ops import DatOps, protection_map, table_bits
 
 SOURCE: Final = (
     "Linux 6.18 arch/s390/include/asm/pgtable.h (PTE/segment/region bits, helpers, swap), "
@@ -30,12 +29,10 @@ SOURCE: Final = (
     "arch/s390/mm/mmap.c (setup_protection_map), arch/s390/Kconfig and asm/sparsemem.h"
 )
 
-PAGE_MASK: Final = 0xFFFF_FFFF_FFFF_F000
-
-# Hardware bits in the page table entry.
+# Hardware bits in the page table entry (the values every profile shares are in dat_ops).
 _PAGE_NOEXEC: Final = 0x100
-_PAGE_PROTECT: Final = 0x200
-_PAGE_INVALID: Final = 0x400
+_PAGE_PROTECT: Final = dat_ops.PAGE_PROTECT
+_PAGE_INVALID: Final = dat_ops.PAGE_INVALID
 _PAGE_LARGE: Final = 0x800
 # Software bits in the page table entry.
 _PAGE_PRESENT: Final = 0x001
@@ -48,24 +45,15 @@ _PAGE_SPECIAL: Final = 0x040
 _PAGE_UNUSED: Final = 0x080
 _PAGE_SWP_EXCLUSIVE: Final = _PAGE_LARGE
 #: Bits pte_modify keeps.
-_PAGE_CHG_MASK: Final = PAGE_MASK | _PAGE_SPECIAL | _PAGE_DIRTY | _PAGE_YOUNG | _PAGE_SOFT_DIRTY
+_PAGE_CHG_MASK: Final = dat_ops.PAGE_MASK | _PAGE_SPECIAL | _PAGE_DIRTY | _PAGE_YOUNG | _PAGE_SOFT_DIRTY
 
-# Region table entries.
+# Region table entries (the ones 2.6.2x defines alike are in dat_ops).
 _REGION_ENTRY_PROTECT: Final = 0x200
 _REGION_ENTRY_NOEXEC: Final = 0x100
 _REGION_ENTRY_OFFSET: Final = 0xC0
-_REGION_ENTRY_INVALID: Final = 0x20
-_REGION_ENTRY_TYPE_MASK: Final = 0x0C
-_REGION_ENTRY_LENGTH: Final = 0x03
 _REGION3_ENTRY_PRESENT: Final = 0x01  # coincides with TL bit 63 of a table entry
 _REGION3_ENTRY_COMM: Final = 0x10
 _REGION3_ENTRY_LARGE: Final = 0x400
-_REGION1_ENTRY: Final = hw.TYPE_REGION1 | _REGION_ENTRY_LENGTH  # 0x0F
-_REGION1_ENTRY_EMPTY: Final = hw.TYPE_REGION1 | _REGION_ENTRY_INVALID  # 0x2C
-_REGION2_ENTRY: Final = hw.TYPE_REGION2 | _REGION_ENTRY_LENGTH  # 0x0B
-_REGION2_ENTRY_EMPTY: Final = hw.TYPE_REGION2 | _REGION_ENTRY_INVALID  # 0x28
-_REGION3_ENTRY: Final = hw.TYPE_REGION3 | _REGION_ENTRY_LENGTH | _REGION3_ENTRY_PRESENT  # 0x07
-_REGION3_ENTRY_EMPTY: Final = hw.TYPE_REGION3 | _REGION_ENTRY_INVALID  # 0x24
 #: pgd/p4d/pud_bad: bits outside _REGION_ENTRY_BITS (0xfffffffffffff22f) must be clear.
 _REGION_ENTRY_BITS: Final = 0xFFFF_FFFF_FFFF_F22F
 
@@ -73,21 +61,18 @@ _REGION_ENTRY_BITS: Final = 0xFFFF_FFFF_FFFF_F22F
 _SEGMENT_ENTRY_BITS: Final = 0xFFFF_FFFF_FFFF_FE3F
 _SEGMENT_ENTRY_PROTECT: Final = 0x200
 _SEGMENT_ENTRY_NOEXEC: Final = 0x100
-_SEGMENT_ENTRY_INVALID: Final = 0x20
+_SEGMENT_ENTRY_INVALID: Final = dat_ops.SEGMENT_ENTRY_INVALID
 _SEGMENT_ENTRY_TYPE_MASK: Final = 0x0C
 _SEGMENT_ENTRY_PRESENT: Final = 0x0001
 _SEGMENT_ENTRY_SOFT_DIRTY: Final = 0x0002  # CONFIG_MEM_SOFT_DIRTY=y
 _SEGMENT_ENTRY_COMM: Final = 0x0010
-_SEGMENT_ENTRY_LARGE: Final = 0x0400
+_SEGMENT_ENTRY_LARGE: Final = dat_ops.SEGMENT_ENTRY_LARGE
 _SEGMENT_ENTRY_YOUNG: Final = 0x1000
 _SEGMENT_ENTRY_DIRTY: Final = 0x2000
 _SEGMENT_ENTRY_READ: Final = 0x4000
 _SEGMENT_ENTRY_WRITE: Final = 0x8000
 _SEGMENT_ENTRY: Final = _SEGMENT_ENTRY_PRESENT
 _SEGMENT_ENTRY_EMPTY: Final = _SEGMENT_ENTRY_INVALID
-
-#: _ASCE_SPACE_SWITCH | _ASCE_PRIVATE_SPACE | _ASCE_ALT_EVENT.
-_ASCE_USER_BITS: Final = hw.ASCE_SPACE_SWITCH | hw.ASCE_PRIVATE_SPACE | hw.ASCE_ALT_EVENT
 
 _SWP_OFFSET_MASK: Final = (1 << 52) - 1
 _SWP_TYPE_MASK: Final = (1 << 5) - 1
@@ -117,12 +102,10 @@ PROTECTIONS: Final = (
     ("PAGE_KERNEL_RO", PAGE_KERNEL_RO),
 )
 
-#: setup_protection_map(): private mappings never get a writable prot (COW), shared
-#: writable ones PAGE_RW / PAGE_RWX; exec without read is still readable.
-PROTECTION_MAP: Final = (
-    PAGE_NONE, PAGE_RO, PAGE_RO, PAGE_RO, PAGE_RX, PAGE_RX, PAGE_RX, PAGE_RX,
-    PAGE_NONE, PAGE_RO, PAGE_RW, PAGE_RW, PAGE_RX, PAGE_RX, PAGE_RWX, PAGE_RWX,
-)  # fmt: skip
+#: setup_protection_map(): exec without read is still readable (PAGE_RX).
+PROTECTION_MAP: Final = protection_map(
+    none=PAGE_NONE, read=PAGE_RO, exec_=PAGE_RX, shared_write=PAGE_RW, shared_write_exec=PAGE_RWX
+)
 
 # Segment (large page) protections, segment_noexec_mask keeping NOEXEC.
 SEGMENT_NONE: Final = _SEGMENT_ENTRY_PRESENT | _SEGMENT_ENTRY_INVALID | _SEGMENT_ENTRY_PROTECT
@@ -149,31 +132,22 @@ def _clear_if(v: Value, mask: int, cond: Value) -> Value:
 
 
 class Ops618(DatOps):
-    """pgtable.h of 6.18 for one page-table depth (region3, region2, region1)."""
+    """pgtable.h of 6.18 for one page-table depth (region3, region2, region1).
 
-    TABLE_BITS: ClassVar[Mapping[int, int]] = {
-        hw.REGION1_SHIFT: _REGION1_ENTRY,
-        hw.REGION2_SHIFT: _REGION2_ENTRY,
-        hw.REGION3_SHIFT: _REGION3_ENTRY,
-        hw.SEGMENT_SHIFT: _SEGMENT_ENTRY,
-    }
-    EMPTY: ClassVar[Mapping[int, int]] = {
-        hw.REGION1_SHIFT: _REGION1_ENTRY_EMPTY,
-        hw.REGION2_SHIFT: _REGION2_ENTRY_EMPTY,
-        hw.REGION3_SHIFT: _REGION3_ENTRY_EMPTY,
-        hw.SEGMENT_SHIFT: _SEGMENT_ENTRY_EMPTY,
-        hw.PAGE_SHIFT: _PAGE_INVALID,
-    }
-    ASCE_BITS: ClassVar[int] = _ASCE_USER_BITS
+    Against 2.6.27 (:class:`~mixedmap_s390.linux26.Ops26`): READ, WRITE, YOUNG and DIRTY
+    are PTE software bits and I/P follow them (software dirty bits from 3.9, abf09bed3cce;
+    software referenced bits and the ``_PAGE_PRESENT``/``_PAGE_READ``/``_PAGE_WRITE`` layout
+    from 3.12, 0944fe3f4a32), ``pmd_populate`` sets ``_SEGMENT_ENTRY_PRESENT``, and region
+    entries are "none" only when they equal the empty value. The region-first level exists
+    from 4.12 (1aea9b3f9210, 5-level tables).
+    """
+
+    TABLE_BITS = table_bits(_SEGMENT_ENTRY)
 
     # -- leaf PTE ------------------------------------------------------------------------------
     def pfn_pte(self, pfn: Value, prot: int) -> Value:
         """``mk_pte_phys(pfn << PAGE_SHIFT, prot)`` = ``pte_mkyoung(phys | prot)``."""
-        return self.pte_mkyoung(((pfn << hw.PAGE_SHIFT) & bits.ALL64) | prot)
-
-    def pte_pfn(self, pte: Value) -> Value:
-        """``pte_val(x) >> PAGE_SHIFT``."""
-        return pte >> hw.PAGE_SHIFT
+        return self.pte_mkyoung(self._frame(pfn) | prot)
 
     def pte_present(self, pte: Value) -> Value:
         """``_PAGE_PRESENT`` (0x001): set for every mapped PTE, PROT_NONE included."""
@@ -253,13 +227,9 @@ class Ops618(DatOps):
         """
         shift = self._shift(i)
         if shift != hw.SEGMENT_SHIFT:
-            tt = self.TABLE_BITS[shift] & _REGION_ENTRY_TYPE_MASK
-            none = entry == self.EMPTY[shift]
-            head = _REGION_ENTRY_INVALID | _REGION_ENTRY_TYPE_MASK | _REGION_ENTRY_LENGTH
-            table = ((entry & head) == (tt | _REGION_ENTRY_LENGTH)) & (
-                (entry & (_REGION_ENTRY_BITS ^ bits.ALL64)) == 0
+            return self._region_kind(
+                shift, entry, entry == self.EMPTY[shift], _REGION_ENTRY_BITS ^ bits.ALL64
             )
-            return bits.select(none, ENTRY_NONE, bits.select(table, ENTRY_TABLE, ENTRY_BAD))
         none = entry == _SEGMENT_ENTRY_EMPTY
         head = (
             _SEGMENT_ENTRY_LARGE
@@ -284,4 +254,4 @@ class Ops618(DatOps):
         YOUNG and PROTECT: a young, clean 1 MiB leaf whose first store faults."""
         self._leaf_level(i)
         low = massage_pgprot_pmd(prot) | _SEGMENT_ENTRY_LARGE | _SEGMENT_ENTRY_YOUNG | _SEGMENT_ENTRY_PROTECT
-        return ((pfn << hw.PAGE_SHIFT) & bits.ALL64) | low
+        return self._frame(pfn) | low

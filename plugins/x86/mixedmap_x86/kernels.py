@@ -140,16 +140,21 @@ L2627 = KernelDefs(
 _SOFTW1, _SOFTW2, _SOFTW3, _SOFTW5 = 1 << 9, 1 << 10, 1 << 11, 1 << 58
 _PFN_MASK_52 = hw.addr_mask(52, hw.PAGE_SHIFT)
 
+# 6.18, field by field against 2.6.27 (arch/x86/include/asm/pgtable_types.h unless noted):
 L618 = KernelDefs(
     profile="6.18",
+    # __PHYSICAL_MASK_SHIFT 52 on every 64-bit kernel since 4.17 ("x86/mm: Make
+    # __PHYSICAL_MASK_SHIFT always 52", page_64_types.h); 46 before.
     physical_mask_shift=52,
-    special=_SOFTW1,
+    special=_SOFTW1,  # unchanged since 2.6.27; bit 9 renamed _PAGE_BIT_SOFTW1
+    # _PAGE_BIT_PROTNONE = _PAGE_BIT_GLOBAL: moved off PSE (which is PAT in a 4 KiB PTE)
+    # after 2.6.27; the exact release is not pinned down here.
     protnone=hw.G,
-    soft_dirty=_SOFTW3,
-    uffd_wp=_SOFTW2,
-    saved_dirty=_SOFTW5,
-    knl_erratum_mask=hw.D | hw.A,
-    inverts_pfn=True,
+    soft_dirty=_SOFTW3,  # 3.11, "mm: soft-dirty bits for user memory changes tracking"
+    uffd_wp=_SOFTW2,  # 5.7, userfaultfd write-protect
+    saved_dirty=_SOFTW5,  # 6.6, user shadow stacks (_PAGE_SAVED_DIRTY)
+    knl_erratum_mask=hw.D | hw.A,  # 4.8, Knights Landing erratum: p?d_none() ignore A/D
+    inverts_pfn=True,  # 4.19, L1TF (pgtable-invert.h)
     chg_mask=(_PFN_MASK_52 | hw.PCD | hw.PWT | _SOFTW1 | hw.A | hw.D | _SOFTW5 | _SOFTW3 | _SOFTW2 | hw.PAT),
     protections=tuple(_user_prots(hw.A | hw.G) + _kernel_prots(hw.P | hw.A | hw.NX | hw.G)),
     source=(

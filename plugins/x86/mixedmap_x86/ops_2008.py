@@ -4,6 +4,9 @@ Models ``include/asm-x86/pgtable.h`` and ``pgtable_64.h`` of those releases. Not
 inverted and there is no saved-dirty bit; the only difference between the two releases is
 bit 9 (``_PAGE_BIT_UNUSED1`` in 2.6.26, ``_PAGE_SPECIAL`` in 2.6.27), which lives in the
 format's ``special_mask``/``_PAGE_CHG_MASK`` and the plugin's special hooks, not here.
+The helpers 6.18 still writes alike (``pte_present``, ``pte_write``, dirty test/clear, the
+A bit) are :class:`~mixedmap_x86.ops_base.X86Ops`'s; :mod:`mixedmap_x86.ops_618` has the
+later releases' changes to the rest.
 """
 
 from __future__ import annotations
@@ -30,41 +33,22 @@ class Ops2008(X86Ops):
         """``(pte & __PHYSICAL_MASK) >> PAGE_SHIFT`` (pgtable_64.h): a 46-bit address."""
         return (pte & hw.low_mask(self.kernel.physical_mask_shift)) >> hw.PAGE_SHIFT
 
-    def pte_present(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``pte & (_PAGE_PRESENT | _PAGE_PROTNONE)``: PROT_NONE (PSE, P=0) still counts."""
-        return bits.test(pte, hw.P | self.kernel.protnone)
-
     def pte_none(self, pte: Value) -> bool | NDArray[np.bool_]:
         """``!pte_val(pte)``."""
         none: bool | NDArray[np.bool_] = pte == 0
         return none
 
-    def pte_write(self, pte: Value) -> bool | NDArray[np.bool_]:
-        return bits.test(pte, hw.RW)
-
     def pte_mkwrite(self, pte: Value) -> Value:
+        """Set RW (nothing to move back: no saved-dirty bit before 6.6)."""
         return pte | hw.RW
 
     def pte_wrprotect(self, pte: Value) -> Value:
+        """Clear RW (a dirty read-only entry keeps D)."""
         return bits.clear(pte, hw.RW)
 
-    def pte_dirty(self, pte: Value) -> bool | NDArray[np.bool_]:
-        return bits.test(pte, hw.D)
-
     def pte_mkdirty(self, pte: Value) -> Value:
+        """Set D (no soft-dirty bit before 3.11)."""
         return pte | hw.D
-
-    def pte_mkclean(self, pte: Value) -> Value:
-        return bits.clear(pte, hw.D)
-
-    def pte_young(self, pte: Value) -> bool | NDArray[np.bool_]:
-        return bits.test(pte, hw.A)
-
-    def pte_mkyoung(self, pte: Value) -> Value:
-        return pte | hw.A
-
-    def pte_mkold(self, pte: Value) -> Value:
-        return bits.clear(pte, hw.A)
 
     def pte_modify(self, pte: Value, prot: int) -> Value:
         """Keep ``_PAGE_CHG_MASK`` (PFN, PCD, PWT, A, D and, from 2.6.27, SPECIAL) of the

@@ -1,14 +1,26 @@
 """Leaf helpers of Linux 6.18 on x86-64: PROT_NONE PFN inversion and the saved-dirty shift.
 
 Models ``arch/x86/include/asm/pgtable.h``, ``pgtable-invert.h``, ``pgtable_64.h`` and
-``arch/x86/mm/pgtable.c``. Two mechanisms make these more than AND/OR:
+``arch/x86/mm/pgtable.c``. The helpers 2.6.26/2.6.27 already wrote the same way are
+:class:`~mixedmap_x86.ops_base.X86Ops`'s; :class:`Ops618` overrides only the ones later
+releases changed, and the release-specific bits come from :data:`~mixedmap_x86.kernels.L618`.
+Two mechanisms make these more than AND/OR:
 
-* L1TF: a non-zero entry with P=0 (PROT_NONE, swap) stores its PFN field inverted so a
-  speculative walk never points at real memory; ``pte_pfn`` undoes it.
-* Shadow stacks: the CPU reads (W=0, D=1) as shadow-stack memory, so whenever Linux makes a
-  dirty entry read-only it moves D to the software ``_PAGE_SAVED_DIRTY`` bit 58, and back
-  when the entry becomes writable. 6.18 does this unconditionally (not gated on the CPU
-  feature). ``pte_write`` is modelled for a CPU without user shadow stacks (RW alone).
+* L1TF (4.19, ``pgtable-invert.h``: 6b28baca9b1f "x86/speculation/l1tf: Protect PROT_NONE
+  PTEs against speculation"): a non-zero entry with P=0 (PROT_NONE, swap) stores its PFN
+  field inverted so a speculative walk never points at real memory; ``pte_pfn`` undoes it,
+  ``pfn_pte`` and the leaves mask the frame with ``PTE_PFN_MASK`` and ``pte_modify``
+  re-inverts when PROT_NONE-ness changes. The swap entry moved with it: type in bits 63:59,
+  the offset inverted below it (4.19; 4.8 had first moved type/offset above the A/D bits
+  for the Knights Landing erratum, 00839ee3b299).
+* Shadow stacks (6.6, the x86 user shadow-stack series): the CPU reads (W=0, D=1) as
+  shadow-stack memory, so whenever Linux makes a dirty entry read-only it moves D to the
+  software ``_PAGE_SAVED_DIRTY`` bit 58, and back when the entry becomes writable. 6.18
+  does this unconditionally (not gated on the CPU feature). ``pte_write`` is modelled for a
+  CPU without user shadow stacks (RW alone).
+
+``pte_none`` ignores stray A/D bits (4.8, the Knights Landing erratum) and ``pte_mkdirty``
+also sets soft-dirty (3.11, ``CONFIG_MEM_SOFT_DIRTY``).
 """
 
 from __future__ import annotations
@@ -80,18 +92,10 @@ class Ops618(X86Ops):
         """``((pte ^ protnone_mask(pte)) & PTE_PFN_MASK) >> PAGE_SHIFT``."""
         return (xor_protnone(pte, pte) & self._pfn_mask) >> hw.PAGE_SHIFT
 
-    def pte_present(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``pte_flags & (_PAGE_PRESENT | _PAGE_PROTNONE)``: PROT_NONE (G, P=0) counts."""
-        return bits.test(pte, hw.P | self.kernel.protnone)
-
     def pte_none(self, pte: Value) -> bool | NDArray[np.bool_]:
         """``!(pte & ~_PAGE_KNL_ERRATUM_MASK)``: stray A/D on an empty entry still reads as none."""
         none: bool | NDArray[np.bool_] = bits.clear(pte, self.kernel.knl_erratum_mask) == 0
         return none
-
-    def pte_write(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``_PAGE_RW`` (the ``pte_shstk()`` term is false without X86_FEATURE_SHSTK)."""
-        return bits.test(pte, hw.RW)
 
     def pte_mkwrite(self, pte: Value) -> Value:
         """pte_mkwrite() for a normal (non shadow-stack) VMA: set RW, then
@@ -102,26 +106,9 @@ class Ops618(X86Ops):
         """Clear RW, then ``pte_mksaveddirty`` so no (W=0, D=1) entry is created."""
         return mksaveddirty_shift(bits.clear(pte, hw.RW))
 
-    def pte_dirty(self, pte: Value) -> bool | NDArray[np.bool_]:
-        """``pte_flags & _PAGE_DIRTY_BITS`` (D or SAVED_DIRTY)."""
-        return bits.test(pte, DIRTY_BITS)
-
     def pte_mkdirty(self, pte: Value) -> Value:
         """Set D and SOFT_DIRTY, then ``pte_mksaveddirty`` (a read-only PTE gets SAVED_DIRTY)."""
         return mksaveddirty_shift(pte | hw.D | self.kernel.soft_dirty)
-
-    def pte_mkclean(self, pte: Value) -> Value:
-        """Clear ``_PAGE_DIRTY_BITS``."""
-        return bits.clear(pte, DIRTY_BITS)
-
-    def pte_young(self, pte: Value) -> bool | NDArray[np.bool_]:
-        return bits.test(pte, hw.A)
-
-    def pte_mkyoung(self, pte: Value) -> Value:
-        return pte | hw.A
-
-    def pte_mkold(self, pte: Value) -> Value:
-        return bits.clear(pte, hw.A)
 
     def pte_modify(self, pte: Value, prot: int) -> Value:
         """Keep ``_PAGE_CHG_MASK`` from pte, the rest from the checked prot; re-invert the

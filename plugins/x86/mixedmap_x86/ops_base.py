@@ -1,7 +1,11 @@
-"""Upper levels and CR3: the part of the x86-64 helpers every profile shares.
+"""Upper levels, CR3 and the unchanged leaf helpers: what every x86-64 profile shares.
 
 Subclasses (:class:`~mixedmap_x86.ops_2008.Ops2008`, :class:`~mixedmap_x86.ops_618.Ops618`)
-add the leaf-PTE helpers and the large-leaf encodings, which differ by release.
+add the leaf-PTE helpers and the large-leaf encodings that differ by release. What stays
+here reads the release's bits from its :class:`~mixedmap_x86.kernels.KernelDefs`:
+``pte_present`` (P or the PROT_NONE alias), ``pte_write`` (RW), ``pte_dirty``/``pte_mkclean``
+(``_PAGE_DIRTY_BITS``: D, plus ``_PAGE_SAVED_DIRTY`` from 6.6) and the A-bit helpers
+(``include/asm-x86/pgtable.h`` of 2.6.26/2.6.27, ``arch/x86/include/asm/pgtable.h`` of 6.18).
 
 Entry classification follows the CPU (SDM 4.5) for tables: P=0 ends the walk, PS=1 in a
 PML4E/PML5E is a reserved-bit fault. A PS=1 PDPTE/PDE is a 1 GiB/2 MiB leaf when Linux
@@ -36,6 +40,8 @@ class X86Ops(PteOps):
         self.fmt = fmt
         self.kernel = kernel
         self._pfn_mask = kernel.pte_pfn_mask
+        # _PAGE_DIRTY_BITS: _PAGE_DIRTY | _PAGE_SAVED_DIRTY (the latter 0 before 6.6).
+        self._dirty_bits = hw.D | kernel.saved_dirty
         # PHYSICAL_PMD_PAGE_MASK / PHYSICAL_PUD_PAGE_MASK: frame bits of a leaf per level.
         self._leaf_masks = tuple(hw.addr_mask(kernel.physical_mask_shift, lv.shift) for lv in fmt.levels)
         # Bits p?d_none() ignores per level: 6.18 tolerates stray A/D (Knights Landing
@@ -44,6 +50,35 @@ class X86Ops(PteOps):
         self._none_ignore = tuple(
             0 if (five_level and i == 0) else kernel.knl_erratum_mask for i in range(len(fmt.levels))
         )
+
+    # -- leaf PTE: the helpers no release changed ------------------------------------------
+    def pte_present(self, pte: Value) -> bool | NDArray[np.bool_]:
+        """``pte_flags & (_PAGE_PRESENT | _PAGE_PROTNONE)``: a PROT_NONE entry (P=0) counts."""
+        return bits.test(pte, hw.P | self.kernel.protnone)
+
+    def pte_write(self, pte: Value) -> bool | NDArray[np.bool_]:
+        """``_PAGE_RW`` (6.18's ``pte_shstk()`` term is false without X86_FEATURE_SHSTK)."""
+        return bits.test(pte, hw.RW)
+
+    def pte_dirty(self, pte: Value) -> bool | NDArray[np.bool_]:
+        """``pte_flags & _PAGE_DIRTY_BITS`` (D, or from 6.6 SAVED_DIRTY too)."""
+        return bits.test(pte, self._dirty_bits)
+
+    def pte_mkclean(self, pte: Value) -> Value:
+        """Clear ``_PAGE_DIRTY_BITS``."""
+        return bits.clear(pte, self._dirty_bits)
+
+    def pte_young(self, pte: Value) -> bool | NDArray[np.bool_]:
+        """``_PAGE_ACCESSED``."""
+        return bits.test(pte, hw.A)
+
+    def pte_mkyoung(self, pte: Value) -> Value:
+        """Set ``_PAGE_ACCESSED``."""
+        return pte | hw.A
+
+    def pte_mkold(self, pte: Value) -> Value:
+        """Clear ``_PAGE_ACCESSED``."""
+        return bits.clear(pte, hw.A)
 
     # -- upper levels -------------------------------------------------------------------
     def empty_entry(self, i: int) -> int:
