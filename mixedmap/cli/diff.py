@@ -52,7 +52,10 @@ def render(res: DiffResult, console: Console) -> None:
         console.print(table)
         for text, n in legend.items():
             console.print(f"  [{n}] {text}", markup=False, highlight=False)
-        console.print("  earlier: no rule this step asked explains it; an earlier step already differed", highlight=False)
+        console.print(
+            "  earlier: no rule this step asked explains it; an earlier step already differed",
+            highlight=False,
+        )
 
 
 @click.command("diff")
