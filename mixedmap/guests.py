@@ -13,6 +13,11 @@ is mapped ``MAP_PRIVATE``, ``PROT_READ|PROT_EXEC``), faulted in with :meth:`MM.f
 Every figure is read back from the machine: the memmap of the device's memory, the mm's
 page-table bytes, its present PTEs, RSS. Each guest is measured fully and then dropped (unless
 ``keep``), so a hundred 1 GiB guests fit in host memory.
+
+Under 2.6.26/2.6.27 the image is XIP (``filemap_xip``); under 6.18 it is ext4 ``-o dax``
+(:mod:`mixedmap.xip.dax`): the device must have ZONE_DEVICE struct pages for DAX at all, and
+each page is mapped as a refcounted folio, so RSS counts the image. A device without DAX
+(pmem without its memmap) cannot be mounted ``-o dax``: the result carries that reason.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from mixedmap.machine import Machine
 from mixedmap.mm.mm import MM
 from mixedmap.mm.vma import MAP_PRIVATE, PROT_EXEC, PROT_READ
 from mixedmap.plugin.registry import ArchRegistry
+from mixedmap.rules import FILEMAP_XIP
 from mixedmap.xip.device import XipDevice
 from mixedmap.xip.fs import XipFS
 
@@ -167,6 +173,8 @@ class _Guest:
     va: int
     device: XipDevice
     fs: XipFS
+    #: Why the image cannot be mapped directly (then nothing is mapped and ``va`` is 0).
+    refused: str | None = None
 
 
 def _build_guest(
@@ -180,9 +188,14 @@ def _build_guest(
 ) -> _Guest:
     machine = Machine(arch, kernel, ram, registry=registry)
     device = machine.create_xip_device(driver, **params)
-    fs = XipFS(device, read_only=True)  # the shared image is mounted read-only (ext2 -o ro,xip)
+    # The shared image is mounted read-only: ext2 -o ro,xip (2.6.2x), ext4 -o ro,dax (6.18);
+    # on a 6.18 device without DAX -o dax is -EINVAL: mount it plainly and report why.
+    fs = XipFS(device, read_only=True, dax=None if FILEMAP_XIP.applies(machine.profile) else device.dax)
     fs.create("image", data=_header(image_size), size=image_size, allocate=True)
     mm = machine.new_mm()
+    refused = _refusal(fs)
+    if refused is not None:
+        return _Guest(machine=machine, mm=mm, va=0, device=device, fs=fs, refused=refused)
     va = mm.mmap(image_size, PROT_READ | PROT_EXEC, MAP_PRIVATE, file=fs.open("image", "r"))
     return _Guest(machine=machine, mm=mm, va=va, device=device, fs=fs)
 
@@ -286,10 +299,8 @@ def run_guests(
     verified = False
     for i in range(guests):
         g = _build_guest(arch, kernel, ram, registry, name, params, image_size)
-        if i == 0:
-            refused = _refusal(g)
-            if refused is not None:
-                return _unmodelled(base, params, refused, t0)
+        if i == 0 and g.refused is not None:
+            return _unmodelled(base, params, g.refused, t0)
         faulted = g.mm.fault_in(g.va, image_size)
         records.append(_measure(i, g, image_size, faulted))
         if i == 0:
@@ -327,15 +338,24 @@ def run_guests(
     return result
 
 
-def _refusal(g: _Guest) -> str | None:
-    """Why the image cannot be mapped XIP at all on this device (``direct_access`` refuses)."""
-    inode = g.fs.files["image"]
+def _refusal(fs: XipFS) -> str | None:
+    """Why the image cannot be mapped directly at all on this device: 6.18 has no fs-dax on
+    it (no ``-o dax``), or 2.6.2x ``direct_access`` refuses."""
+    device = fs.device
+    who = f"{device.driver or type(device).__name__} {device.name}"
+    if not fs.xip and not fs.dax:
+        return (
+            f"{who}: no DAX under {fs.machine.profile} (fs_dax_get_by_bdev finds no dax_device: fs-dax "
+            "needs ZONE_DEVICE struct pages), so ext4 -o dax is -EINVAL and no guest can map the image"
+        )
+    if not fs.xip:
+        return None
     try:
-        g.fs.direct_access(inode.block(0))
+        fs.direct_access(fs.files["image"].block(0))
     except MixedmapError as exc:
         return (
-            f"{g.device.driver or type(g.device).__name__} {g.device.name}: direct_access refuses "
-            f"({exc}); xip_file_fault would answer VM_FAULT_OOM, so no guest can map the image"
+            f"{who}: direct_access refuses ({exc}); xip_file_fault would answer VM_FAULT_OOM, so no "
+            "guest can map the image"
         )
     return None
 

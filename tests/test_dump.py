@@ -34,17 +34,24 @@ from mixedmap.dump import (
 from mixedmap.mm.mm import MM
 from mixedmap.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, mnemonics
 from mixedmap.phys.mem import PhysMem
+from mixedmap.rules import FILEMAP_XIP
 from tests.conftest import CASES, REGISTRY, Case
 
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 #: Section aligned on every arch (s390 sections are 256 MiB): the device's frames share no
-#: memory section with RAM, so they have no struct page.
+#: memory section with RAM, so they have no struct page -- except under 6.18, where a file is
+#: mapped only through fs-dax, which needs ZONE_DEVICE struct pages (see :func:`dev_memmap`).
 DEV_START = 256 << 20
 DEV_SIZE = 1 << 20
 #: A 2 MiB-aligned VA for the x86 "full PTE table" scenario (one table maps 2 MiB there).
 TABLE_VA = 0x4000_0000
 
 LIME = struct.Struct("<IIQQQ")  # LiME doc/README.md: magic, version, s_addr, e_addr, reserved[8]
+
+
+def dev_memmap(m: Machine) -> bool:
+    """Whether the XIP device has struct pages: only where DAX replaced filemap_xip (6.18)."""
+    return not FILEMAP_XIP.applies(m.profile)
 
 
 def hx(v: int) -> str:
@@ -72,7 +79,7 @@ def build(case: Case, *, full_tables: bool = False) -> Scenario:
     all map the XIP sparse page and, next to it, one where a single entry is left empty."""
     m = case.machine(ram="64M")
     ps = m.page_size
-    m.add_region("xipdev", DEV_START, DEV_SIZE, memmap=False)
+    m.add_region("xipdev", DEV_START, DEV_SIZE, memmap=dev_memmap(m))
     dev = RangeDevice(m, "xipdev", DEV_START, DEV_SIZE, read_only=False, kaddr_base=DEV_START)
     fs = XipFS(dev)
     image = bytearray(pattern(4 * ps, seed=7))
@@ -146,7 +153,7 @@ def test_manifest_describes_the_machine(dumped: tuple[Scenario, DumpFiles]) -> N
     assert [lv["name"] for lv in man["levels"]] == [lv.name for lv in m.fmt.levels], tag
     assert man["regions"] == [
         {"name": "System RAM", "kind": "ram", "start": "0x0", "size": "0x4000000", "memmap": True, "owner": ""},
-        {"name": "xipdev", "kind": "device", "start": hex(DEV_START), "size": hex(DEV_SIZE), "memmap": False, "owner": ""},
+        {"name": "xipdev", "kind": "device", "start": hex(DEV_START), "size": hex(DEV_SIZE), "memmap": dev_memmap(m), "owner": ""},
     ], tag  # fmt: skip
     assert int(man["raw_size"], 16) == DEV_START + DEV_SIZE == files.raw.stat().st_size, tag
     lime = "image.lime" if m.arch == "x86_64" else None

@@ -1,8 +1,11 @@
-"""mm semantics on the arch: the 2008 rules must come out the same whatever the PTE format.
+"""mm semantics on the arch: the kernel's rules must come out the same whatever the PTE format.
 
 Each test drives public APIs (mmap, access, driver calls, fork, munmap) on one arch/profile
 and checks the kernel's answer for that profile's scheme: with a special bit (scheme A) the
-bit decides; without one (scheme B) pfn_valid and the linearity rule decide.
+bit decides; without one (scheme B) pfn_valid and the linearity rule decide. Where the 6.18
+kernel answers differently (:mod:`mixedmap.rules`: fork copying MIXEDMAP, vm_insert_page's
+VM_MIXEDMAP, remap_pfn_range's flags, the ``vmf_insert_*`` family and the zero page) the
+expectation follows the rule, so an arch with a 6.18 profile is checked against 6.18.
 """
 
 from __future__ import annotations
@@ -12,9 +15,19 @@ import pytest
 
 from mixedmap import EBUSY, EFAULT, DeviceFile, VMBug
 from mixedmap.conformance.cases import ArchCase
-from mixedmap.mm import memory
+from mixedmap.mm import memory, vmf, zero
 from mixedmap.mm.gup import get_user_pages_fast
-from mixedmap.mm.vma import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, VM
+from mixedmap.mm.vma import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, VM, VMA, FaultResult, VMFault
+from mixedmap.rules import (
+    FORK_COPIES_MIXEDMAP,
+    REMAP_DONTEXPAND_DONTDUMP,
+    VM_INSERT_PAGE_SETS_MIXEDMAP,
+    VM_INSERT_PAGES,
+    VM_INSERT_PFN_ERRNO,
+    VMF_INSERT,
+    VMF_INSERT_MIXED_MKWRITE,
+    UnsupportedRule,
+)
 
 GiB = 1 << 30
 
@@ -51,8 +64,11 @@ class TestMmSemantics:
         assert mm.rss == {"file": 1 if refcounted else 0, "anon": 0}
         assert mm.read(a, 16) == b"device page zero"
         before = leaf.value
-        with pytest.raises(EBUSY):
-            memory.vm_insert_mixed(vma, a, base + 1)
+        if VM_INSERT_PFN_ERRNO.applies(m.profile):
+            with pytest.raises(EBUSY):
+                memory.vm_insert_mixed(vma, a, base + 1)
+        else:  # 6.18 has vmf_insert_mixed only: a populated PTE is NOPAGE and left alone
+            assert vmf.vmf_insert_mixed(vma, a, base + 1) == FaultResult.NOPAGE
         assert mm.pt.lookup(a).value == before
         mm.exit()
         if page is not None:
@@ -63,13 +79,14 @@ class TestMmSemantics:
         mm = m.new_mm()
         cow = DeviceFile("cow", on_mmap=lambda v: setattr(v, "flags", v.flags | VM.PFNMAP))
         a = mm.mmap(m.page_size, "r", MAP_PRIVATE, file=cow)
+        insert_pfn = memory.vm_insert_pfn if VM_INSERT_PFN_ERRNO.applies(m.profile) else vmf.vmf_insert_pfn
         with pytest.raises(VMBug, match="is_cow_mapping"):
-            memory.vm_insert_pfn(mm.find_vma(a), a, base)
+            insert_pfn(mm.find_vma(a), a, base)
         ram_pfn = int(m.pages.alloc_pages(1)[0])
         mixed = DeviceFile("mixed", on_mmap=lambda v: setattr(v, "flags", v.flags | VM.MIXEDMAP))
         b = mm.mmap(m.page_size, "r", MAP_SHARED, file=mixed)
         with pytest.raises(VMBug, match="pfn_valid"):
-            memory.vm_insert_pfn(mm.find_vma(b), b, ram_pfn)
+            insert_pfn(mm.find_vma(b), b, ram_pfn)
         assert mm.pt.lookup(a) is None and mm.pt.lookup(b) is None
         mm.exit()
         m.pages.free_pages(ram_pfn)
@@ -143,3 +160,181 @@ class TestMmSemantics:
         mm.exit()
         assert m.pages.leaks() == {} and m.pagetable_bytes() == 0
         assert np.all(~m.pfn_valid(np.arange(base, base + 8, dtype=np.uint64)))
+
+    # -- the rules 6.18 answers differently (each expectation follows mixedmap.rules) ----------
+    def test_fork_copy_decision_for_a_mixedmap_vma(self, arch_profile: ArchCase) -> None:
+        """S5: a private MIXEDMAP VMA that never COWed is copied from 3.7 (fork_copies_mixedmap),
+        each special PTE only aged; 2.6.27 copies nothing and the child refaults."""
+        m, base = _device(arch_profile, memmap=False)
+        mm = m.new_mm()
+        ps = m.page_size
+        insert = memory.vm_insert_mixed if VM_INSERT_PFN_ERRNO.applies(m.profile) else vmf.vmf_insert_mixed
+
+        def fault(vma: VMA, f: VMFault) -> FaultResult:
+            insert(vma, f.address, base + f.pgoff)
+            return FaultResult.NOPAGE
+
+        dev = DeviceFile(
+            "mixed", on_mmap=lambda v: setattr(v, "flags", v.flags | VM.MIXEDMAP), on_fault=fault
+        )
+        a = mm.mmap(2 * ps, "r", MAP_PRIVATE, file=dev)
+        assert mm.read(a, 16) == b"device page zero"
+        parent, vma = mm.pt.lookup(a), mm.find_vma(a)
+        assert parent is not None and vma is not None and not vma.anon_vma
+        child = mm.fork()
+        got, now = child.pt.lookup(a), mm.pt.lookup(a)
+        if FORK_COPIES_MIXEDMAP.applies(m.profile):
+            assert got is not None and got.value == int(mm.ops.pte_mkold(parent.value)), arch_profile.id
+            assert now is not None and now.value == parent.value, f"{arch_profile.id}: PTE rewritten"
+        else:
+            assert got is None, f"{arch_profile.id}: 2.6.27 copies no PTE of this VMA"
+        assert child.rss == {"file": 0, "anon": 0}
+        assert child.read(a, 16) == b"device page zero"
+        for x in (child, mm):
+            x.exit()
+        assert m.pages.leaks() == {} and m.pagetable_bytes() == 0
+
+    def test_vm_insert_page_and_remap_flags(self, arch_profile: ArchCase) -> None:
+        """vm_insert_page sets VM_MIXEDMAP from 3.7 (VM_INSERTPAGE before) and then BUGs on a
+        PFNMAP VMA; remap_pfn_range sets IO|PFNMAP|DONTEXPAND|DONTDUMP (IO|RESERVED|PFNMAP)."""
+        m, base = _device(arch_profile, memmap=False)
+        mm = m.new_mm()
+        ps = m.page_size
+        (ram,) = m.pages.alloc_pages(1).tolist()
+        plain = DeviceFile("plain")
+        a = mm.mmap(ps, "rw", MAP_SHARED, file=plain)
+        vma = mm.find_vma(a)
+        assert vma is not None
+        memory.vm_insert_page(vma, a, ram)
+        leaf = mm.pt.lookup(a)
+        assert leaf is not None and not mm.pte_special_one(leaf.value) and m.page(ram).mapcount == 1
+        modern = VM_INSERT_PAGE_SETS_MIXEDMAP.applies(m.profile)
+        assert bool(vma.flags & VM.MIXEDMAP) == modern and bool(vma.flags & VM.INSERTPAGE) == (not modern)
+        pfnmap = DeviceFile("pfn", on_mmap=lambda v: setattr(v, "flags", v.flags | VM.PFNMAP))
+        b = mm.mmap(ps, "rw", MAP_SHARED, file=pfnmap)
+        bvma = mm.find_vma(b)
+        assert bvma is not None
+        if modern:
+            with pytest.raises(VMBug, match="VM_PFNMAP"):
+                memory.vm_insert_page(bvma, b, ram)
+            assert mm.pt.lookup(b) is None and m.page(ram).mapcount == 1
+        d = mm.mmap(2 * ps, "r", MAP_SHARED, file=plain)
+        dvma = mm.find_vma(d)
+        assert dvma is not None
+        memory.remap_pfn_range(dvma, d, base, 2 * ps)
+        if REMAP_DONTEXPAND_DONTDUMP.applies(m.profile):
+            want, gone = VM.IO | VM.PFNMAP | VM.DONTEXPAND | VM.DONTDUMP, VM.RESERVED
+        else:
+            want, gone = VM.IO | VM.RESERVED | VM.PFNMAP, VM.DONTEXPAND | VM.DONTDUMP
+        assert dvma.flags & want == want and not dvma.flags & gone, f"{arch_profile.id}: {dvma.describe()}"
+        mm.exit()
+        m.pages.free_pages(ram)
+        assert m.pages.leaks() == {} and m.pagetable_bytes() == 0
+
+    def test_vmf_insert_family(self, arch_profile: ArchCase) -> None:
+        """The 4.17+ vmf_insert_* answers (S7, S13): NOPAGE over a populated PTE with nothing
+        changed; mkwrite over the same pfn makes it young, dirty and writable; the zero pfn in a
+        COW MIXEDMAP VMA is special and uncounted, and SIGBUS in a writable shared one. A 2008
+        profile has none of them: UnsupportedRule before anything changes."""
+        m, base = _device(arch_profile, memmap=False)
+        mm = m.new_mm()
+        ps = m.page_size
+        ops = mm.ops
+        mixed = DeviceFile("mixed", on_mmap=lambda v: setattr(v, "flags", v.flags | VM.MIXEDMAP))
+        a = mm.mmap(2 * ps, "rw", MAP_SHARED, file=mixed)
+        vma = mm.find_vma(a)
+        assert vma is not None
+        if not VMF_INSERT.applies(m.profile):
+            for call in (vmf.vmf_insert_pfn, vmf.vmf_insert_mixed, vmf.vmf_insert_mixed_mkwrite):
+                with pytest.raises(UnsupportedRule, match=str(m.profile)):
+                    call(vma, a, base)
+            with pytest.raises(UnsupportedRule, match=r"introduced in 5\.8"):
+                vmf.vm_insert_pages(vma, a, [base])
+            assert mm.pt.lookup(a) is None and vma.flags & VM.MIXEDMAP and not vma.flags & VM.INSERTPAGE
+            mm.exit()
+            return
+        NOPAGE, SIGBUS = FaultResult.NOPAGE, FaultResult.SIGBUS
+        ro = mm.vm_get_page_prot(VM.READ | VM.SHARED)
+        assert vmf.vmf_insert_pfn_prot(vma, a, base, ro) == NOPAGE
+        old = mm.pt.lookup(a)
+        assert old is not None and old.pfn == base and not ops.pte_write(old.value)
+        assert vmf.vmf_insert_mixed(vma, a, base + 1) == NOPAGE
+        assert mm.pt.read_pte(old.entry_pa) == old.value, f"{arch_profile.id}: a populated PTE changed"
+        if VMF_INSERT_MIXED_MKWRITE.applies(m.profile):
+            assert vmf.vmf_insert_mixed_mkwrite(vma, a, base) == NOPAGE
+            want = int(ops.pte_mkwrite(ops.pte_mkdirty(ops.pte_mkyoung(old.value))))
+            got = mm.pt.read_pte(old.entry_pa)
+            assert got == want, f"{arch_profile.id}: mkwrite upgrade {got:#x} != {want:#x}"
+            assert mm.pte_special_one(got) == mm.has_special
+        zpfn = zero.zero_pfn(m)
+        assert vmf.vmf_insert_mixed(vma, a + ps, zpfn) == SIGBUS  # writable shared: refused
+        assert mm.pt.lookup(a + ps) is None
+        cow = mm.mmap(ps, "r", MAP_PRIVATE, file=mixed)
+        cvma = mm.find_vma(cow)
+        assert cvma is not None
+        assert vmf.vmf_insert_mixed(cvma, cow, zpfn) == NOPAGE
+        zleaf = mm.pt.lookup(cow)
+        assert zleaf is not None and zleaf.pfn == zpfn
+        assert mm.pte_special_one(zleaf.value) == mm.has_special, f"{arch_profile.id}: {zleaf.value:#x}"
+        assert m.page(zpfn).refcount == 1 and m.page(zpfn).mapcount == 0 and mm.rss == {"file": 0, "anon": 0}
+        assert mm.read(cow, 8) == bytes(8)
+        if VM_INSERT_PAGES.applies(m.profile):
+            pages = m.pages.alloc_pages(2)
+            b = mm.mmap(2 * ps, "rw", MAP_SHARED, file=DeviceFile("plain"))
+            bvma = mm.find_vma(b)
+            assert bvma is not None
+            assert vmf.vm_insert_pages(bvma, b, pages) == (0, 0) and bvma.flags & VM.MIXEDMAP
+            assert all(m.page(int(p)).mapcount == 1 for p in pages) and mm.rss["file"] == 2
+        else:
+            pages = np.zeros(0, dtype=np.uint64)
+        mm.exit()
+        if pages.size:
+            m.pages.free_pages(pages)
+        zero.release_zero_page(m)
+        assert m.pages.leaks() == {} and m.pagetable_bytes() == 0
+
+
+def test_gup_pins_and_ptes_without_pages_618(arch_profile: ArchCase) -> None:
+    """mm/gup.c as a profile with FOLL_PIN (5.6 on, the 6.18 profile) runs it on the arch: a pin
+    adds GUP_PIN_COUNTING_BIAS to a small page and unpin_user_pages restores it; a GUP with a
+    pages array stops at a PTE without a struct page with -EEXIST (5.18), the lockless walk
+    refusing it first where the arch has one; pins held at exit are named by pfn. On an older
+    profile pin_user_pages is an UnsupportedRule that changes nothing."""
+    from mixedmap.errors import EEXIST
+    from mixedmap.mm import gup
+    from mixedmap.rules import GUP_PAGES_EEXIST, PIN_USER_PAGES, UnsupportedRule
+
+    m, base = _device(arch_profile, memmap=False)
+    mm = m.new_mm()
+    ps = m.page_size
+    anon = mm.mmap(2 * ps, "rw", MAP_PRIVATE | MAP_ANONYMOUS)
+    mm.write(anon, b"a")
+    pfn = mm.pt.lookup(anon).pfn
+    if not PIN_USER_PAGES.applies(m.profile):
+        with pytest.raises(UnsupportedRule, match=str(m.profile)):
+            gup.pin_user_pages(mm, anon, 1, write=True)
+        assert m.page(pfn).refcount == 1, arch_profile.id
+        mm.exit()
+        assert m.pages.leaks() == {}
+        return
+    pinned = gup.pin_user_pages(mm, anon, 1, write=True)
+    assert pinned.tolist() == [pfn] and m.page(pfn).refcount == 1 + gup.GUP_PIN_COUNTING_BIAS, arch_profile.id
+    gup.unpin_user_pages(m, pinned)
+    assert m.page(pfn).refcount == 1, arch_profile.id
+    dev = DeviceFile("mixed", on_mmap=lambda v: setattr(v, "flags", v.flags | VM.MIXEDMAP))
+    d = mm.mmap(ps, "r", MAP_SHARED, file=dev)
+    vma = mm.find_vma(d)
+    assert vma is not None
+    memory.insert_pfn(vma, d, base, vma.page_prot)
+    if GUP_PAGES_EEXIST.applies(m.profile):
+        with pytest.raises(EEXIST) as info:
+            gup.pin_user_pages_fast(mm, d, 1, write=False)
+        if m.fmt.has_lockless_gup:
+            assert info.value.fallback_reason == "special pte", f"{arch_profile.id}: {info.value}"
+    kept = gup.pin_user_pages_fast(mm, anon, 2, write=True)
+    mm.exit()
+    at_exit = {p.pfn for p in mm.pins_at_exit}
+    assert at_exit == set(kept.pfns.tolist()), f"{arch_profile.id}: {mm.pins_at_exit}"
+    assert m.pages.leaks().get("pinned") == 2
+    gup.unpin_user_pages(m, kept.pfns)
+    assert m.pages.leaks() == {} and m.pagetable_bytes() == 0

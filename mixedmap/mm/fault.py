@@ -1,9 +1,13 @@
-"""Page faults as 2.6.27 ``mm/memory.c`` handles them: anonymous, ->fault, and COW.
+"""Page faults as ``mm/memory.c`` handles them: anonymous, ->fault, and COW.
 
 ``do_wp_page`` is where special mappings meet copy-on-write: a special source has no struct
 page, so the copy is taken through the faulting *user address* (``cow_user_page``), and a
 shared-writable special PTE is simply made writable (the dirty-accounting rule of
 "mm: dirty page accounting vs VM_MIXEDMAP", in 2.6.26).
+
+From 2.6.32 (:data:`~mixedmap.rules.ZERO_PAGE`, the 6.18 profile) a read fault on untouched
+anonymous memory maps the shared zero page and a write to it COWs into a fresh zeroed page;
+2.6.26/2.6.27 allocate a zeroed page on the first fault of either kind.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from mixedmap.errors import OutOfMemory
 from mixedmap.mm import rmap
 from mixedmap.mm.memory import vm_normal_page
 from mixedmap.mm.vma import VM, VMA, FaultResult, VMFault
+from mixedmap.mm.zero import current_zero_pfn, zero_pfn
+from mixedmap.rules import ZERO_PAGE
 
 if TYPE_CHECKING:
     from mixedmap.mm.mm import MM
@@ -55,7 +61,17 @@ def handle_mm_fault(mm: MM, vma: VMA, addr: int, write: bool) -> FaultResult:
 
 
 def do_anonymous_page(mm: MM, vma: VMA, addr: int, slot: int, write: bool) -> FaultResult:
-    """2.6.27 ``do_anonymous_page``: always a fresh zeroed page (no zero page then)."""
+    """``do_anonymous_page``: the zero page for a read (2.6.32+), else a fresh zeroed page.
+
+    2.6.27 has no zero page and allocates on every first fault. With
+    :data:`~mixedmap.rules.ZERO_PAGE` a read fault takes the "Use the zero-page for reads"
+    branch (6.18 mm/memory.c): ``pte_mkspecial(pfn_pte(my_zero_pfn(addr), vm_page_prot))``
+    and ``goto setpte`` -- no anon_vma_prepare, no folio, no rmap, no MM_ANONPAGES -- so
+    the PTE is read-only (a private vm_page_prot is), special where the arch has the bit,
+    and neither refcount, mapcount nor RSS moves. A write fault allocates as before.
+    """
+    if not write and ZERO_PAGE.applies(mm.machine.profile):
+        return _map_zero_page(mm, vma, addr, slot)
     try:
         (pfn,) = mm.machine.pages.alloc_pages(1).tolist()
     except OutOfMemory:
@@ -66,6 +82,18 @@ def do_anonymous_page(mm: MM, vma: VMA, addr: int, slot: int, write: bool) -> Fa
     rmap.page_add_new_anon_rmap(mm.machine.memmap, pfn, mm.id, vma.linear_pgoff(addr))
     mm.pt.write_pte(slot, entry)
     mm.trace("fault_anon", "mm/memory.c:do_anonymous_page", vma, addr, pfn, 0)
+    return FaultResult.MINOR
+
+
+def _map_zero_page(mm: MM, vma: VMA, addr: int, slot: int) -> FaultResult:
+    """The zero-page branch of 6.18 ``do_anonymous_page`` (the kernel's page exists from boot;
+    the model's is allocated on first use, so only that first use can be VM_FAULT_OOM)."""
+    try:
+        pfn = zero_pfn(mm.machine)
+    except OutOfMemory:
+        return FaultResult.OOM
+    mm.pt.write_pte(slot, mm.mkspecial_one(int(mm.ops.pfn_pte(pfn, vma.page_prot))))
+    mm.trace("fault_zero", "mm/memory.c:do_anonymous_page", vma, addr, pfn, 0)
     return FaultResult.MINOR
 
 
@@ -113,9 +141,21 @@ def do_linear_fault(mm: MM, vma: VMA, addr: int, slot: int, write: bool) -> Faul
 
 
 def do_wp_page(mm: MM, vma: VMA, addr: int, slot: int, orig: int) -> FaultResult:
-    """2.6.27 ``do_wp_page``: reuse or copy on a write to a present read-only PTE."""
+    """``do_wp_page``: reuse or copy on a write to a present read-only PTE (2.6.27 rules).
+
+    A zero-page PTE (:data:`~mixedmap.rules.ZERO_PAGE`) has no page (vm_normal_page NULL) and
+    takes the copy path: 6.18 ``wp_page_copy`` sees ``is_zero_pfn(pte_pfn(orig_pte))``,
+    allocates a zeroed folio (``folio_prealloc(..., need_zero)``) and skips the copy; with no
+    old folio it only does MM_ANONPAGES +1.
+    """
     ops, memmap, pages = mm.ops, mm.machine.memmap, mm.machine.pages
     old = vm_normal_page(vma, addr, orig)
+    if vma.flags & (VM.SHARED | VM.MAYSHARE):  # wp_pfn_shared / wp_page_shared -> do_page_mkwrite
+        mkwrite = getattr(vma.vm_ops, "pfn_mkwrite" if old is None else "page_mkwrite", None)
+        if mkwrite is not None:  # e.g. fs-dax (mixedmap.xip.dax); no 2.6.2x vm_ops has one
+            ret: FaultResult = mkwrite(vma, VMFault(address=addr, pgoff=vma.linear_pgoff(addr), write=True))
+            if ret & (FaultResult.OOM | FaultResult.SIGBUS | FaultResult.NOPAGE):
+                return ret
     shared_writable = vma.flags & (VM.WRITE | VM.SHARED) == VM.WRITE | VM.SHARED
     reuse = False
     if old is None:
@@ -141,7 +181,9 @@ def do_wp_page(mm: MM, vma: VMA, addr: int, slot: int, orig: int) -> FaultResult
             rmap.put_pages(pages, old)
         return FaultResult.OOM
     src_pfn = int(ops.pte_pfn(orig))
-    mm.cow_user_page(new, old, src_pfn)
+    zero = current_zero_pfn(mm.machine) if ZERO_PAGE.applies(mm.machine.profile) else None
+    if src_pfn != zero:  # alloc_pages hands out zeroed frames: the zero page needs no copy
+        mm.cow_user_page(new, old, src_pfn)
     if old is None:
         mm.rss_anon += 1
     elif not rmap.is_anon(memmap, old)[0]:

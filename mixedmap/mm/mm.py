@@ -18,7 +18,7 @@ from mixedmap.arch import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
 from mixedmap.errors import EACCES, EFAULT, EINVAL, ENOMEM, SIGBUS, SIGSEGV, OOMError
 from mixedmap.mm import memory, rmap
 from mixedmap.mm.fault import handle_mm_fault
-from mixedmap.mm.gup import get_user_pages
+from mixedmap.mm.gup import get_user_pages, mm_populate, pinned_pages_of, report_exit_pins
 from mixedmap.mm.vma import (
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -33,6 +33,8 @@ from mixedmap.mm.vma import (
     FaultResult,
     mnemonics,
 )
+from mixedmap.phys.page_alloc import PinnedPage
+from mixedmap.rules import GUP_EEXIST
 
 if TYPE_CHECKING:
     from mixedmap.machine import Machine
@@ -81,6 +83,10 @@ class MM:
         self.vmas: list[VMA] = []
         self.rss_file = 0
         self.rss_anon = 0
+        #: Pages still FOLL_PIN-pinned when this mm exited (pins outlive the mm), by pfn.
+        self.pins_at_exit: tuple[PinnedPage, ...] = ()
+        #: "BUG: Bad page map" reports vm_normal_page made about this mm (6.18; 2.6.27 BUGs).
+        self.bad_page_maps: list[memory.BadPageMap] = []
         self.dead = False
         fmt = self.fmt
         top = 1 << (fmt.va_bits - 1) if fmt.va_rule == "canonical" else 1 << fmt.va_bits
@@ -256,24 +262,39 @@ class MM:
 
         mmap ignores the result: population stops at the first page GUP cannot get (a
         special PTE is -EFAULT in 2008, SIGBUS beyond EOF, an IO/PFNMAP VMA) or on OOM.
+
+        With the zero page (:data:`~mixedmap.rules.ZERO_PAGE`, 6.18 mm/gup.c
+        ``populate_vma_page_range``): FOLL_WRITE only where ``(vm_flags & (VM_WRITE |
+        VM_SHARED)) == VM_WRITE``, else a read fault (FOLL_FORCE on any accessible VMA, exec-only
+        too), which maps the zero page on untouched anonymous memory; GUP without a pages array
+        takes no reference on it, so the end state is that of read faults.
         """
+        from mixedmap.rules import ZERO_PAGE
+
         vma = self.find_vma(start)
         if vma is None:
             return
         npages = -(-length // self.page_size)
         write = bool(vma.flags & VM.WRITE)
         end = start + npages * self.page_size
-        if vma.file is None and vma.vm_ops is None and vma.end >= end and vma.flags & (VM.READ | VM.WRITE):
+        zero_page = ZERO_PAGE.applies(self.machine.profile)
+        accessible = VM.READ | VM.WRITE | (VM.EXEC if zero_page else 0)
+        if vma.file is None and vma.vm_ops is None and vma.end >= end and vma.flags & accessible:
             # Anonymous memory: every page GUP faults in gets a struct page (do_anonymous_page),
             # so the loop never stops early and its get_page/put_page pairs cancel: the end
             # state is that of faulting each page in, which fault_in applies in batches.
             self.trace_range("gup", "mm/memory.c:get_user_pages", vma, start, npages)
-            if not write and not vma.flags & (VM.LOCKED | VM.SHARED):
-                # use_zero_page: a read of untouched anonymous memory is FOLL_ANON, and
+            if not write and not zero_page and not vma.flags & (VM.LOCKED | VM.SHARED):
+                # 2.6.27 use_zero_page: a read of untouched anonymous memory is FOLL_ANON, and
                 # follow_page answers ZERO_PAGE without installing a PTE: nothing is mapped.
                 return
             with contextlib.suppress(OOMError):  # GUP returns the pages it got; mmap ignores it
                 self.fault_in(start, npages * self.page_size, write=write)
+            return
+        if GUP_EEXIST.applies(self.machine.profile):
+            # 4.3 on (6.18): __mm_populate passes no pages array (nothing is referenced, a
+            # PTE without a struct page is stepped over) and skips VM_IO/VM_PFNMAP VMAs.
+            mm_populate(self, start, npages * self.page_size)
             return
         try:
             pinned = get_user_pages(self, start, npages, write)
@@ -369,11 +390,14 @@ class MM:
         """``exit_mmap``: zap everything and free every page table (the root too)."""
         if self.dead:
             return
+        pinned = pinned_pages_of(self)  # FOLL_PIN pins outlive the mm: named after the zap
         for vma in list(self.vmas):
             memory.zap_pte_range(vma, vma.start, vma.end)
         self.vmas.clear()
         self.pt.free()
         self.dead = True
+        if pinned.size:
+            report_exit_pins(self, pinned)
         if self in self.machine.mms:
             self.machine.mms.remove(self)
 
@@ -457,11 +481,17 @@ class MM:
 
     # -- accounting -----------------------------------------------------------------------------
     def smaps(self) -> list[dict[str, Any]]:
-        """A /proc/PID/smaps view as 2.6.27 counts it (fs/proc/task_mmu.c).
+        """A /proc/PID/smaps view as fs/proc/task_mmu.c counts it.
 
-        Rss counts every present PTE, special ones included; Shared, Private and Pss only
-        normal pages (a page mapped more than once is shared).
+        2.6.27 ``smaps_pte_range`` adds every present PTE to Rss, special ones included, before
+        asking ``vm_normal_page``; from :data:`~mixedmap.rules.SMAPS_RSS_NORMAL_ONLY` (6.18
+        ``smaps_pte_entry``: ``if (!page) return;`` before ``smaps_account``) Rss counts only
+        normal pages, so neither special PTEs nor the zero page show. Shared, Private and Pss
+        count normal pages in both (a page mapped more than once is shared).
         """
+        from mixedmap.rules import SMAPS_RSS_NORMAL_ONLY
+
+        rss_normal_only = SMAPS_RSS_NORMAL_ONLY.applies(self.machine.profile)
         out = []
         ps = self.page_size
         for vma in self.vmas:
@@ -483,6 +513,8 @@ class MM:
             if present.any():
                 pfns = memory.vm_normal_pages(vma, vas[present], ptes[present])
                 normal = pfns >= 0
+                if rss_normal_only:
+                    rec["Rss"] = int(normal.sum()) * ps
                 if normal.any():
                     npfns = pfns[normal].astype(np.uint64)
                     pt = ptes[present][normal]

@@ -8,11 +8,14 @@ page in address order would leave behind -- PTE bytes, page-table frames, struct
 RSS, VMA flags -- and applies the common cases in batches:
 
 * ``do_anonymous_page`` (2.6.27 mm/memory.c): a fresh zeroed page per PTE, dirty, writable
-  if the VMA is, new anon rmap, anon_rss;
+  if the VMA is, new anon rmap, anon_rss; with the zero page (2.6.32+, the 6.18 profile) a
+  *read* maps the shared zero pfn instead, read-only and special, and nothing else changes
+  (the zero page itself is allocated at the first such fault, after that PTE's table);
 * the read ``xip_file_fault`` (mm/filemap_xip.c): ``get_xip_mem`` -> ``vm_insert_mixed``,
   i.e. ``insert_pfn`` (a special PTE, no counters) or, without the special bit for a frame
   with a struct page, ``insert_page`` (refcount, mapcount, file_rss); a hole gets the
-  sparse page (``vm_insert_page`` and VM_INSERTPAGE from 2.6.27, ``vmf->page`` in 2.6.26);
+  sparse page (``vm_insert_page`` and VM_INSERTPAGE from 2.6.27 to 4.0, rule
+  :data:`~mixedmap.rules.XIP_SPARSE_VM_INSERT_PAGE`; ``vmf->page`` otherwise);
 * a present PTE the access is allowed through: what the MMU sets (young; dirty on write).
 
 Everything else -- a write fault that COWs, a driver ``->fault``, SIGBUS beyond EOF, a hole
@@ -37,8 +40,9 @@ from mixedmap._log import get_logger
 from mixedmap.errors import EINVAL, OutOfMemory
 from mixedmap.mm import rmap
 from mixedmap.mm.vma import FAULT_PER_PAGE, FAULT_SPARSE, VM, VMA, BatchFault
+from mixedmap.mm.zero import zero_allocated, zero_pfn
 from mixedmap.phys.memmap import PG
-from mixedmap.profiles import V2_6_27
+from mixedmap.rules import VM_INSERT_PAGE_SETS_MIXEDMAP, XIP_SPARSE_VM_INSERT_PAGE, ZERO_PAGE
 
 if TYPE_CHECKING:
     from mixedmap.mm.mm import MM
@@ -51,7 +55,7 @@ _MAX_WINDOW = 1 << 20
 _MIN_WINDOW = 16
 
 # What a page of a batch becomes (also the trace event it stands for).
-_TOUCH, _SPECIAL, _NORMAL, _SPARSE, _ANON = 0, 1, 2, 3, 4
+_TOUCH, _SPECIAL, _NORMAL, _SPARSE, _ANON, _ZERO = 0, 1, 2, 3, 4, 5
 
 _KIND_ANON, _KIND_XIP, _KIND_OTHER = "anon", "xip", "other"
 
@@ -146,7 +150,8 @@ def _batch(mm: MM, vma: VMA, kind: str, start: int, n: int, write: bool) -> tupl
     what = np.full(n, _TOUCH, dtype=np.int8)
     pfns = np.zeros(n, dtype=np.int64)
     if kind == _KIND_ANON:
-        what[none] = _ANON
+        # do_anonymous_page: "Use the zero-page for reads" from 2.6.32, a new page otherwise
+        what[none] = _ZERO if not write and ZERO_PAGE.applies(mm.machine.profile) else _ANON
     elif kind == _KIND_XIP and not write:
         _plan_xip(mm, vma, vas, none, stop, what, pfns)
     else:
@@ -186,7 +191,7 @@ def _plan_xip(
     machine = mm.machine
     # vm_insert_mixed: a struct page without the special bit means insert_page.
     normal = np.zeros(dpfn.shape, dtype=np.bool_)
-    if not mm.has_special:
+    if vma.vm_ops.insert_pages(vma):
         normal = machine.pfn_valid(dpfn.astype(np.uint64))
     what[didx[~normal]] = _SPECIAL
     what[didx[normal]] = _NORMAL
@@ -216,8 +221,8 @@ def _allocate(
 
     Per PTE table, in address order: the table at its first faulting page (``pte_slot``
     allocates missing levels top down, like ``__pte_alloc``), the sparse page at the first
-    hole, then the anonymous pages. Fills ``epa`` for the new tables and ``pfns`` for the
-    anonymous pages.
+    hole or the zero page at the first zero-page read, then the anonymous pages. Fills
+    ``epa`` for the new tables and ``pfns`` for the anonymous pages.
     """
     faulting = np.flatnonzero(what[:k] != _TOUCH)
     if faulting.size == 0:
@@ -233,6 +238,7 @@ def _allocate(
     lo_hi = np.searchsorted(run_of, runs[heads]), np.searchsorted(run_of, runs[heads], side="right")
     batch = vma.vm_ops if isinstance(vma.vm_ops, BatchFault) else None
     sparse_needed = batch is not None and not batch.sparse_allocated(machine)
+    zero_needed = not zero_allocated(machine)
     for r in range(heads.size):
         members = faulting[bounds[r] : bounds[r + 1]]
         first = int(members[0])
@@ -253,6 +259,11 @@ def _allocate(
             assert batch is not None
             batch.sparse_page(machine)
             sparse_needed = False
+        if zero_needed and (kinds == _ZERO).any():
+            if machine.pages.nr_free < 1:
+                return int(members[kinds == _ZERO][0])
+            zero_pfn(machine)
+            zero_needed = False
         anon = members[kinds == _ANON]
         if anon.size:
             avail = machine.pages.nr_free
@@ -304,8 +315,14 @@ def _apply(
         machine.pages.get_page(spfn)
         rmap.page_add_file_rmap(machine.memmap, spfn)
         mm.rss_file += count
-        if machine.profile >= V2_6_27:
-            vma.flags |= VM.INSERTPAGE
+        if XIP_SPARSE_VM_INSERT_PAGE.applies(machine.profile):  # vm_insert_page marks the VMA
+            mixed = VM_INSERT_PAGE_SETS_MIXEDMAP.applies(machine.profile)  # 3.7-3.19
+            vma.flags |= VM.MIXEDMAP if mixed else VM.INSERTPAGE
+    zero = what == _ZERO
+    if zero.any():  # do_anonymous_page, the zero-page branch: no anon_vma, rmap or RSS
+        entry_zero = np.uint64(int(ops.pfn_pte(zero_pfn(machine), prot)))
+        vals = np.full(int(zero.sum()), entry_zero, dtype=np.uint64)
+        new[zero] = mm.mode.pte_mkspecial(vals) if mm.has_special else vals
     anon = what == _ANON
     if anon.any():  # do_anonymous_page
         apfn = pfns[anon].astype(np.uint64)
@@ -338,6 +355,7 @@ _EVENTS = {
     _SPECIAL: ("insert_pfn", "mm/memory.c:insert_pfn"),
     _NORMAL: ("insert_page", "mm/memory.c:insert_page"),
     _ANON: ("fault_anon", "mm/memory.c:do_anonymous_page"),
+    _ZERO: ("fault_zero", "mm/memory.c:do_anonymous_page"),
 }
 
 
@@ -350,7 +368,9 @@ def _trace(mm: MM, vma: VMA, vas: NDArray[np.uint64], what: NDArray[np.int8]) ->
     if what.size == 0:
         return
     sparse_event = (
-        _EVENTS[_NORMAL] if mm.machine.profile >= V2_6_27 else ("fault_file", "mm/memory.c:__do_fault")
+        _EVENTS[_NORMAL]
+        if XIP_SPARSE_VM_INSERT_PAGE.applies(mm.machine.profile)
+        else ("fault_file", "mm/memory.c:__do_fault")
     )
     breaks = np.flatnonzero(what[1:] != what[:-1]) + 1
     starts = np.concatenate([[0], breaks]).tolist()

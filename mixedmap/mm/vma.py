@@ -45,8 +45,13 @@ class VM:
     NONLINEAR = 0x00800000  # removed in 4.0
     INSERTPAGE = 0x02000000  # removed in 3.7 (folded into MIXEDMAP)
     ALWAYSDUMP = 0x04000000
+    DONTDUMP = 0x04000000  # 3.7: VM_ALWAYSDUMP's bit, set by remap_pfn_range
     CAN_NONLINEAR = 0x08000000
     MIXEDMAP = 0x10000000
+    #: 4.15 MAP_SYNC (VM_NONLINEAR's bit, free since 4.0): DAX write faults sync metadata first.
+    SYNC = 0x00800000
+    #: 2.6.38 (VM_SAO's bit in 2.6.27, not modelled); ext4 sets it on every DAX VMA.
+    HUGEPAGE = 0x20000000
 
 
 #: /proc/PID/smaps VmFlags mnemonics (fs/proc/task_mmu.c; the line itself arrived in 3.8).
@@ -68,11 +73,15 @@ MNEMONICS: tuple[tuple[int, str], ...] = (
     (VM.DONTEXPAND, "de"),
     (VM.HUGETLB, "ht"),
     (VM.NONLINEAR, "nl"),
+    (VM.DONTDUMP, "dd"),
     (VM.MIXEDMAP, "mm"),
+    (VM.HUGEPAGE, "hg"),
 )
 
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0x0, 0x1, 0x2, 0x4
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_POPULATE = 0x01, 0x02, 0x10, 0x20, 0x8000
+#: 4.15 (include/uapi/linux/mman.h, asm-generic/mman-common.h): see mixedmap.xip.dax.mmap.
+MAP_SHARED_VALIDATE, MAP_SYNC = 0x03, 0x080000
 
 #: VM_SPECIAL in 2.6.27: no merging, no mlock.
 VM_SPECIAL = VM.IO | VM.DONTEXPAND | VM.RESERVED | VM.PFNMAP
@@ -142,6 +151,11 @@ class BatchFault(VmOperations, Protocol):
 
     def sparse_allocated(self, machine: Machine) -> bool:
         """Whether :meth:`sparse_page` has allocated it yet."""
+        ...
+
+    def insert_pages(self, vma: VMA) -> bool:
+        """Whether a pfn with a struct page is inserted as a refcounted page (else special):
+        ``vm_insert_mixed`` without the special bit (2008), fs-dax's folios since 6.15."""
         ...
 
 

@@ -5,6 +5,11 @@ zeroed, reserved page instead of allocating; on an arch with the special bit the
 special, so no path refcounts it and ``vm_normal_page`` returns NULL for it. The kernel's
 page lives in the kernel image; the model takes one reserved RAM frame the first time a
 machine needs it, so machines that never read untouched memory allocate exactly as before.
+
+One zero page per machine, as the generic ``my_zero_pfn``. Not modelled: s390's coloured
+zero pages (arch/s390/mm/init.c ``setup_zero_pages``: up to 2**7 of them, ``my_zero_pfn``
+picks one by address bits under ``zero_page_mask``), which an arch plugin would have to
+declare; mips and loongarch do the same.
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ def zero_allocated(machine: Machine) -> bool:
     return machine in _zero
 
 
+def current_zero_pfn(machine: Machine) -> int | None:
+    """The zero pfn if the machine has allocated it, else None (no allocation: a scalar
+    ``is_zero_pfn`` for paths that must not create the page just to compare with it)."""
+    return _zero.get(machine)
+
+
 def is_zero_pfn(machine: Machine, pfns: int | NDArray[np.uint64]) -> NDArray[np.bool_]:
     """``is_zero_pfn`` over a batch (False everywhere while no zero page exists)."""
     arr = np.atleast_1d(np.asarray(pfns, dtype=np.uint64))
@@ -48,11 +59,19 @@ def is_zero_pfn(machine: Machine, pfns: int | NDArray[np.uint64]) -> NDArray[np.
 
 
 def release_zero_page(machine: Machine) -> bool:
-    """Free the zero page if nothing holds a reference to it any more (the kernel never
-    does; a model that checks for leaks at teardown must). Returns whether it was freed."""
+    """Free the zero page if nothing holds a reference to it and no PTE maps it any more (the
+    kernel never does; a model that checks for leaks at teardown must). Zero-page PTEs take
+    no reference, so every live address space is looked at too, one batch per VMA. Returns
+    whether it was freed."""
     pfn = _zero.get(machine)
     if pfn is None or int(machine.pages.page_count(pfn)[0]) != 1:
         return False
+    for mm in machine.mms:
+        for vma in mm.vmas:
+            _vas, ptes, reach = mm.pt.range_ptes(vma.start, vma.npages)
+            present = reach & np.asarray(mm.ops.pte_present(ptes), dtype=np.bool_)
+            if (np.asarray(mm.ops.pte_pfn(ptes[present]), dtype=np.uint64) == np.uint64(pfn)).any():
+                return False
     machine.pages.free_pages(pfn)
     del _zero[machine]
     return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import numpy as np
 from numpy.typing import NDArray
 
@@ -18,6 +19,36 @@ from mixedmap.errors import VMBug
 from mixedmap.phys.alloc import FrameAllocator
 from mixedmap.phys.mem import PhysMem
 from mixedmap.phys.memmap import PG, MemMap
+
+#: include/linux/mm.h ``GUP_PIN_COUNTING_BIAS`` (5.7): what one FOLL_PIN adds to a small folio's
+#: refcount, so ``folio_maybe_dma_pinned`` can tell pins from plain references.
+GUP_PIN_COUNTING_BIAS = 1024
+
+
+@attrs.frozen
+class PinnedPage:
+    """A page still holding FOLL_PIN pins: what a leak report names, by pfn."""
+
+    pfn: int
+    pins: int
+    refcount: int
+
+    def __str__(self) -> str:
+        return f"pfn {self.pfn:#x}: {self.pins} pin(s), refcount {self.refcount}"
+
+
+class LeakReport(dict[str, int]):
+    """:meth:`PageAllocator.leaks`: pages held by kind (``== {}`` after a clean teardown),
+    and the pinned ones by pfn, which the repr shows so an assertion message names them."""
+
+    pinned: tuple[PinnedPage, ...] = ()
+
+    def __repr__(self) -> str:
+        base = super().__repr__()
+        if not self.pinned:
+            return base
+        shown = "; ".join(map(str, self.pinned[:8])) + ("; ..." if len(self.pinned) > 8 else "")
+        return f"{base} (still pinned: {shown})"
 
 
 def _arr(pfns: int | NDArray[np.uint64] | list[int]) -> NDArray[np.uint64]:
@@ -38,6 +69,11 @@ class PageAllocator:
         self.page_size = 1 << page_shift
         #: Receives struct page get/put events when a trace is on (see mixedmap.trace).
         self.tracer: Any = None
+        # The FOLL_PIN ledger: sorted pinned pfns and their exact pin counts (the kernel
+        # keeps only the biased refcount for a small folio; the model checks unpins with it).
+        self._pin_pfns = np.zeros(0, dtype=np.uint64)
+        self._pin_counts = np.zeros(0, dtype=np.int64)
+        self._pin_bias = GUP_PIN_COUNTING_BIAS
 
     def _trace(self, event: str, func: str, pfns: NDArray[np.uint64]) -> None:
         listed = [int(p) for p in pfns[:64]]
@@ -90,18 +126,38 @@ class PageAllocator:
         """Drop a reference on each page; frees those that reach zero and returns them."""
         arr = _arr(pfns)
         uniq, drops = np.unique(arr, return_counts=True)
+        return self._put(uniq, drops, arr, "put_page", "mm/swap.c:put_page")
+
+    def _put(
+        self,
+        uniq: NDArray[np.uint64],
+        drops: NDArray[np.int64],
+        arr: NDArray[np.uint64],
+        event: str,
+        func: str,
+        unpinned: NDArray[np.int64] | None = None,
+    ) -> NDArray[np.uint64]:
         row, col = self.memmap.rows(uniq)
         after = self.memmap.refcount[row, col] - drops
         if (after < 0).any():
             bad = int(uniq[after < 0][0])
-            raise VMBug(f"put_page on page {bad:#x}: refcount would go below zero (double free)")
+            raise VMBug(f"{event} on page {bad:#x}: refcount would go below zero (double free)")
+        if self._pin_pfns.size:
+            held = self.pin_count(uniq) - (0 if unpinned is None else unpinned)
+            short = after < held * self._pin_bias
+            if short.any():
+                i = int(np.flatnonzero(short)[0])
+                raise VMBug(
+                    f"{event} on page {int(uniq[i]):#x} would drop a reference its {int(held[i])} "
+                    "FOLL_PIN pin(s) hold: a pinned page is released with unpin_user_page"
+                )
         freeing = after == 0
         mapped = self.memmap.mapcount[row[freeing], col[freeing]] > 0
         if mapped.any():
             raise VMBug(f"bad_page: freeing page {int(uniq[freeing][mapped][0]):#x} that is still mapped")
         self.memmap.refcount[row, col] = after
         if self.tracer is not None:
-            self._trace("put_page", "mm/swap.c:put_page", arr)
+            self._trace(event, func, arr)
         gone: NDArray[np.uint64] = uniq[freeing]
         if gone.size:
             r, c = self.memmap.rows(gone)
@@ -125,10 +181,95 @@ class PageAllocator:
             )
         self.put_page(arr)
 
-    def leaks(self) -> dict[str, int]:
-        """Allocated RAM pages by kind: what is still held (all zero after a clean teardown)."""
+    # -- FOLL_PIN (mm/gup.c try_grab_folio / gup_put_folio; the rules live in mm/gup.py) ------
+    def pin_count(self, pfns: int | NDArray[np.uint64]) -> NDArray[np.int64]:
+        """Exact FOLL_PIN pins held on each page (0 for a page never pinned)."""
+        arr = _arr(pfns)
+        n = self._pin_pfns.size
+        if n == 0:
+            return np.zeros(arr.shape, dtype=np.int64)
+        idx = np.minimum(np.searchsorted(self._pin_pfns, arr), n - 1)
+        hit = self._pin_pfns[idx] == arr
+        counts: NDArray[np.int64] = np.where(hit, self._pin_counts[idx], 0)
+        return counts
+
+    def _pin_ledger(self, uniq: NDArray[np.uint64], delta: NDArray[np.int64]) -> None:
+        pfns = np.concatenate([self._pin_pfns, uniq])
+        u, inv = np.unique(pfns, return_inverse=True)
+        counts = np.zeros(u.size, dtype=np.int64)
+        np.add.at(counts, inv, np.concatenate([self._pin_counts, delta]))
+        keep = counts != 0
+        self._pin_pfns, self._pin_counts = u[keep], counts[keep]
+
+    def _check_bias(self, bias: int) -> None:
+        if bias <= 0 or (self._pin_pfns.size and bias != self._pin_bias):
+            raise VMBug(f"pin bias {bias} differs from the {self._pin_bias} of the pins outstanding")
+        self._pin_bias = bias
+
+    def pin_pages(self, pfns: int | NDArray[np.uint64], bias: int = GUP_PIN_COUNTING_BIAS) -> None:
+        """One FOLL_PIN per occurrence: refcount += ``bias`` and the pin is recorded."""
+        arr = _arr(pfns)
+        if not arr.size:
+            return
+        self._check_bias(bias)
+        uniq, n = np.unique(arr, return_counts=True)
+        row, col = self.memmap.rows(uniq)
+        dead = self.memmap.refcount[row, col] <= 0
+        if dead.any():
+            raise VMBug(f"pin on free page {int(uniq[dead][0]):#x} (refcount 0)")
+        self.memmap.refcount[row, col] += (n * bias).astype(np.int32)
+        self._pin_ledger(uniq, n.astype(np.int64))
+        if self.tracer is not None:
+            self._trace("pin_page", "mm/gup.c:try_grab_folio", arr)
+
+    def unpin_pages(
+        self, pfns: int | NDArray[np.uint64], bias: int = GUP_PIN_COUNTING_BIAS
+    ) -> NDArray[np.uint64]:
+        """Drop one pin per occurrence (``bias`` references each); frees pages that reach zero.
+
+        An unpin the page holds no pin for is a :class:`VMBug` before anything changes.
+        """
+        arr = _arr(pfns)
+        if not arr.size:
+            return arr
+        uniq, n = np.unique(arr, return_counts=True)
+        n = n.astype(np.int64)
+        held = self.pin_count(uniq)
+        short = held < n
+        if short.any():
+            i = int(np.flatnonzero(short)[0])
+            raise VMBug(
+                f"unpin_user_page on page {int(uniq[i]):#x} {int(n[i])} time(s), but it holds "
+                f"{int(held[i])} pin(s) (an unpin without a pin, or of a FOLL_GET reference)"
+            )
+        self._check_bias(bias)
+        gone = self._put(uniq, n * bias, arr, "unpin_page", "mm/gup.c:gup_put_folio", unpinned=n)
+        self._pin_ledger(uniq, -n)
+        return gone
+
+    def pinned(self) -> tuple[PinnedPage, ...]:
+        """Every page still pinned, by pfn."""
+        if not self._pin_pfns.size:
+            return ()
+        refs = self.page_count(self._pin_pfns)
+        return tuple(
+            PinnedPage(int(p), int(c), int(r))
+            for p, c, r in zip(self._pin_pfns.tolist(), self._pin_counts.tolist(), refs.tolist(), strict=True)
+        )
+
+    @property
+    def has_pins(self) -> bool:
+        return bool(self._pin_pfns.size)
+
+    def leaks(self) -> LeakReport:
+        """Allocated RAM pages by kind: what is still held (all zero after a clean teardown).
+
+        Pages still pinned count under "pinned" as well, and the report names them by pfn.
+        """
         used = np.flatnonzero(~self.free_mask()).astype(np.uint64) + np.uint64(self.frames.start_pfn)
-        out: dict[str, int] = {}
+        out = LeakReport()
+        if self._pin_pfns.size:
+            out.pinned = self.pinned()
         if used.size == 0:
             return out
         row, col = self.memmap.rows(used)
@@ -145,6 +286,8 @@ class PageAllocator:
         other = int(((flags & np.uint32(PG.pagetable | PG.anon | PG.driver | PG.reserved)) == 0).sum())
         if other:
             out["other"] = other
+        if out.pinned:
+            out["pinned"] = len(out.pinned)
         return out
 
     def free_mask(self) -> NDArray[np.bool_]:

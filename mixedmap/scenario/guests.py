@@ -18,6 +18,8 @@ from mixedmap.errors import MixedmapError, ProfileError
 from mixedmap.guests import GuestsResult, run_guests
 from mixedmap.machine import parse_size
 from mixedmap.plugin.registry import ArchRegistry
+from mixedmap.profiles import get_profile
+from mixedmap.rules import FILEMAP_XIP
 from mixedmap.scenario import schema as S
 
 #: the profile a "pre-series" run uses: the 2008 kernel with the <=2.6.25 memmap for the image
@@ -33,10 +35,13 @@ class Planned:
 
 
 def plan(guests: S.Guests, arches: Sequence[str], kernels: Sequence[str]) -> list[Planned]:
-    """(arch, behaviour) pairs; ``--kernel`` narrows the kernel behaviours (pre-series stays)."""
+    """(arch, behaviour) pairs; ``--kernel`` narrows the kernel behaviours (pre-series stays),
+    and a kernel it names that the file does not list is one more behaviour (``-k 6.18``: the
+    image on fs-dax, see :mod:`mixedmap.guests`)."""
+    behaviours = [*guests.behaviours, *(k for k in dict.fromkeys(kernels) if k not in guests.behaviours)]
     out = []
     for arch in arches:
-        for b in guests.behaviours:
+        for b in behaviours:
             if b != "pre-series" and kernels and b not in kernels:
                 continue
             pre = b == "pre-series"
@@ -162,7 +167,9 @@ def _render(
     console: Console,
 ) -> None:
     console.print(f"[bold]{scen.scenario.name}[/bold]  ({filename})")
-    console.print(f"{n} guests, each mapping all of one {_mib(size)} MiB read-only XIP image")
+    dax = any(not FILEMAP_XIP.applies(get_profile(p.kernel)) for p, _, _ in results)
+    image = "XIP image (ext4 -o dax where the kernel has DAX)" if dax else "XIP image"
+    console.print(f"{n} guests, each mapping all of one {_mib(size)} MiB read-only {image}")
     per_guest = keyed_table(
         ["arch", "behaviour", "driver"],
         _numbers("memmap", "w/ pages", "page tables", "PTEs"),

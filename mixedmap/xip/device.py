@@ -1,9 +1,14 @@
-"""The 2008 XIP block-device contract and a base for arch driver models.
+"""The XIP/DAX block-device contract and a base for arch driver models.
 
 ``direct_access(bdev, sector, &kaddr, &pfn)`` (2.6.26-2.6.27 ``include/linux/fs.h``) is all
 the XIP layer asks of a device: a kernel address and a page frame number for a page-aligned
 sector. Whether that frame has a ``struct page`` is the driver model's decision (brd: yes,
 ordinary RAM; dcssblk and axonram: no), and it is what ``vm_insert_mixed`` later acts on.
+
+DAX (6.18) asks two more things, declared here so a filesystem never looks inside a driver:
+:attr:`XipDevice.dax` (the disk has a ``dax_device`` fs-dax can use: ``fs_dax_get_by_bdev``
+answers one, which 6.18 drivers only register with ZONE_DEVICE struct pages) and
+:attr:`XipDevice.dax_synchronous` (``dax_synchronous``: MAP_SYNC is allowed).
 """
 
 from __future__ import annotations
@@ -105,6 +110,51 @@ class XipDevice(abc.ABC):
     @abc.abstractmethod
     def has_struct_page(self) -> bool:
         """Whether the device's frames have struct pages (pfn_valid true)."""
+
+    @property
+    def dax(self) -> bool:
+        """Whether fs-dax can use the device (6.18 ``fs_dax_get_by_bdev`` non-NULL).
+
+        fs-dax needs ZONE_DEVICE struct pages since ``FS_DAX_LIMITED`` went away (about 6.15:
+        ``dax_fault_iter`` takes a folio reference, ``vmf_insert_page_mkwrite`` wants a page),
+        so the default is :attr:`has_struct_page`; a driver that registers a ``dax_device``
+        only in some configurations (pmem's memmap, dcssblk's pagemap) says so itself.
+        """
+        return self.has_struct_page
+
+    @property
+    def dax_synchronous(self) -> bool:
+        """``dax_synchronous(dax_dev)``: whether a MAP_SYNC mapping is allowed (pmem on a
+        synchronous nvdimm region and dcssblk call ``set_dax_synchronous``; virtio-pmem not)."""
+        return self.dax
+
+    def dax_frames(self, pgoffs: NDArray[np.int64]) -> NDArray[np.int64]:
+        """:meth:`frames`, checked against ``direct_access``: -1 where only a per-page fault can tell.
+
+        ``direct_access`` is asked for the first and the last backed page; a refusal that
+        concerns the whole device (-EOPNOTSUPP without DAX, a removed device) or a driver
+        whose pfns are not its frames gives -1 everywhere, so the per-page fault then meets
+        exactly what it would have. The batched fault-in of filemap_xip and of DAX reads a
+        whole file's frames through this instead of calling ``direct_access`` per page.
+        """
+        arr = np.asarray(pgoffs, dtype=np.int64)
+        none = np.full(arr.shape, -1, dtype=np.int64)
+        try:
+            frames = self.frames(arr)
+        except Exception:  # e.g. a removed device: the per-page fault meets it at its own page
+            return none
+        backed = np.flatnonzero(frames >= 0)
+        if backed.size == 0:
+            return none
+        per_page = self.machine.page_size // SECTOR_SIZE
+        for i in sorted({int(backed[0]), int(backed[-1])}):
+            try:
+                _, pfn = self.direct_access(int(arr[i]) * per_page)
+            except Exception:  # the per-page fault raises or reports it at that page
+                return none
+            if pfn != int(frames[i]):
+                return none
+        return np.where(frames >= 0, frames, -1)
 
     @property
     def phys_range(self) -> tuple[int, int] | None:

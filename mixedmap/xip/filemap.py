@@ -6,6 +6,10 @@ read through a private or read-only mapping gets the shared zeroed "sparse page"
 writable shared mapping is allocated and every mapping of the sparse page at that offset is
 torn down (``__xip_unmap``). 2.6.27 inserts the sparse page with ``vm_insert_page`` and
 returns NOPAGE (commit 538f8ea6); 2.6.26 hands it back in ``vmf->page``.
+
+Every entry point requires :data:`~mixedmap.rules.FILEMAP_XIP` (2.6.26 up to 4.0): asked of a
+6.18 machine it is an :class:`~mixedmap.rules.UnsupportedRule` naming DAX, its successor
+(:mod:`mixedmap.xip.dax`), before anything changes.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from mixedmap.errors import EFAULT, EINVAL, ENODATA, ENOMEM, EROFS, KernelErrno,
 from mixedmap.mm import rmap
 from mixedmap.mm.memory import vm_insert_mixed, vm_insert_page, zap_pte_range
 from mixedmap.mm.vma import FAULT_PER_PAGE, FAULT_SPARSE, VM, VMA, FaultResult, VMFault
-from mixedmap.rules import XIP_SPARSE_VM_INSERT_PAGE
+from mixedmap.rules import FILEMAP_XIP, XIP_SPARSE_VM_INSERT_PAGE, require
 
 if TYPE_CHECKING:
     from mixedmap.machine import Machine
@@ -61,6 +65,7 @@ def get_xip_mem(mapping: Inode, pgoff: int, create: bool) -> tuple[int, int]:
 
     A hole raises ENODATA unless ``create``, which allocates a zeroed block.
     """
+    require(FILEMAP_XIP, mapping.fs.machine.profile, "get_xip_mem (ext2_get_xip_mem)")
     block = mapping.block(pgoff)
     if block < 0:
         if not create:
@@ -90,6 +95,7 @@ def xip_fault_pfns(vma: VMA, pgoffs: NDArray[np.int64]) -> NDArray[np.int64]:
     driver has not backed yet (brd allocates it inside ``direct_access``), or a device
     whose ``direct_access`` refuses (the fault reports VM_FAULT_OOM).
     """
+    require(FILEMAP_XIP, vma.mm.machine.profile, "xip_file_fault")
     mapping = _mapping_of(vma)
     pgoffs = np.asarray(pgoffs, dtype=np.int64)
     out = np.full(pgoffs.shape, XIP_PER_PAGE, dtype=np.int64)
@@ -108,28 +114,9 @@ def xip_fault_pfns(vma: VMA, pgoffs: NDArray[np.int64]) -> NDArray[np.int64]:
 
 
 def _block_pfns(fs: XipFS, blocks: NDArray[np.int64]) -> NDArray[np.int64]:
-    """``direct_access`` for many blocks: the device's frames, XIP_PER_PAGE where unsure.
-
-    The frames come from :meth:`XipDevice.frames`; ``direct_access`` itself is asked for
-    the first and the last backed block, so a refusal that concerns the whole device
-    (-EOPNOTSUPP without DAX, a removed device) or a driver whose pfns are not its frames
-    sends every page to the per-page fault, which then sees exactly what it would have.
-    """
-    per_page = np.full(blocks.shape, XIP_PER_PAGE, dtype=np.int64)
-    try:
-        frames = fs.device.frames(blocks)
-    except Exception:  # e.g. a removed device: the per-page fault meets it at its own page
-        return per_page
-    backed = np.flatnonzero(frames >= 0)
-    if backed.size == 0:
-        return per_page
-    for i in sorted({int(backed[0]), int(backed[-1])}):
-        try:
-            _, pfn = fs.direct_access(int(blocks[i]))
-        except Exception:  # the per-page fault raises or reports it at that page
-            return per_page
-        if pfn != int(frames[i]):
-            return per_page
+    """``direct_access`` for many blocks: the device's frames, XIP_PER_PAGE where unsure
+    (:meth:`XipDevice.dax_frames`: checked against direct_access at the first and last)."""
+    frames = fs.device.dax_frames(blocks)
     return np.where(frames >= 0, frames, XIP_PER_PAGE)
 
 
@@ -153,12 +140,18 @@ class XipVmOps:
     def sparse_allocated(self, machine: Machine) -> bool:
         return xip_sparse_allocated(machine)
 
+    def insert_pages(self, vma: VMA) -> bool:
+        """``vm_insert_mixed``: a pfn with a struct page is ``insert_page``d only without the
+        special bit (scheme B, e.g. x86 under 2.6.26)."""
+        return not vma.mm.has_special
+
 
 _XIP_VM_OPS = XipVmOps()
 
 
 def xip_file_mmap(file: XipFile, vma: VMA) -> None:
     """``xip_file_mmap``: VM_MIXEDMAP (and VM_CAN_NONLINEAR) with the XIP fault handler."""
+    require(FILEMAP_XIP, vma.mm.machine.profile, "xip_file_mmap")
     vma.flags |= VM.CAN_NONLINEAR | VM.MIXEDMAP
     vma.vm_ops = _XIP_VM_OPS
 
@@ -171,6 +164,7 @@ def xip_file_fault(vma: VMA, vmf: VMFault) -> FaultResult:
     """``xip_file_fault`` (2.6.26/2.6.27 mm/filemap_xip.c)."""
     mapping = _mapping_of(vma)
     machine = vma.mm.machine
+    require(FILEMAP_XIP, machine.profile, "xip_file_fault")
     if vmf.pgoff >= mapping.npages:
         return FaultResult.SIGBUS
     try:
@@ -218,6 +212,7 @@ def __xip_unmap(mapping: Inode, pgoff: int) -> int:
     PTEs that map private COW copies are left alone. Returns the PTEs removed.
     """
     machine = mapping.fs.machine
+    require(FILEMAP_XIP, machine.profile, "__xip_unmap")
     sparse = _sparse.get(machine)
     if sparse is None:
         return 0
@@ -248,6 +243,7 @@ def __xip_unmap(mapping: Inode, pgoff: int) -> int:
 
 def xip_file_read(file: XipFile, offset: int, length: int) -> bytes:
     """``xip_file_read``: bytes up to EOF; holes read as zeroes."""
+    require(FILEMAP_XIP, file.inode.fs.machine.profile, "xip_file_read")
     if not file.readable:
         raise EINVAL(f"{file!r} is not open for reading")
     if offset < 0 or length < 0:
@@ -272,6 +268,7 @@ def xip_file_read(file: XipFile, offset: int, length: int) -> bytes:
 
 def xip_file_write(file: XipFile, offset: int, data: bytes) -> int:
     """``xip_file_write``: allocate holes (unmapping the sparse page), copy, extend i_size."""
+    require(FILEMAP_XIP, file.inode.fs.machine.profile, "xip_file_write")
     if not file.writable:
         raise EINVAL(f"{file!r} is not open for writing")
     mapping = file.inode
@@ -299,6 +296,7 @@ def xip_file_write(file: XipFile, offset: int, data: bytes) -> int:
 def xip_truncate(mapping: Inode, size: int) -> None:
     """truncate: unmap_mapping_range(even_cows) beyond the new size, free its blocks, and
     zero the tail of the last partial block (``xip_truncate_page``)."""
+    require(FILEMAP_XIP, mapping.fs.machine.profile, "xip_truncate_page")
     if size < 0:
         raise EINVAL(f"negative size {size}")
     if mapping.fs.read_only:

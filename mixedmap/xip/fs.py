@@ -1,10 +1,19 @@
-"""A small XIP filesystem on any XIP block device: ext2 ``-o xip`` in spirit.
+"""A small XIP filesystem on any XIP block device: ext2 ``-o xip`` (2.6.2x), ext4 ``-o dax`` (6.18).
 
-Blocks are pages of the device (ext2 XIP requires block size == PAGE_SIZE); a file is an
-array of block numbers per page offset, -1 for a hole. ``get_xip_mem`` (``fs/ext2/xip.c``)
-maps a file page to its block and asks the device's ``direct_access`` for (kaddr, pfn).
-Metadata lives in Python (this is not an on-disk ext2); file contents are real bytes on
-the device.
+Blocks are pages of the device (ext2 XIP and ext4 DAX both require block size == PAGE_SIZE);
+a file is an array of block numbers per page offset, -1 for a hole. Metadata lives in Python
+(this is not an on-disk ext2/ext4); file contents are real bytes on the device.
+
+Which kernel code maps and reads a file follows the profile's rules:
+
+* :data:`~mixedmap.rules.FILEMAP_XIP` (2.6.26 up to 4.0): ``get_xip_mem`` (``fs/ext2/xip.c``)
+  and :mod:`mixedmap.xip.filemap`.
+* :data:`~mixedmap.rules.DAX` (4.0 on, the 6.18 profile): the mount is ext4 ``-o dax`` and
+  files go through :mod:`mixedmap.xip.dax`. A device without a ``dax_device``
+  (:attr:`XipDevice.dax`: 6.18 fs-dax needs ZONE_DEVICE struct pages) is ext4's ``-EINVAL``
+  ("DAX unsupported by block device.", 6.18 ``ext4_check_feature_compatibility``). ``dax=False``
+  mounts without DAX: 6.18 then has only the page cache, which the model does not have, so
+  such a file can be read and written but not mapped.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ from numpy.typing import NDArray
 
 from mixedmap.errors import EEXIST, EINVAL, ENOENT, ENOSPC, EROFS
 from mixedmap.errors import ENODATA as ENODATA  # get_xip_mem's hole answer, re-exported
-from mixedmap.xip import filemap
+from mixedmap.rules import DAX, FILEMAP_XIP, require
+from mixedmap.xip import dax, filemap
 from mixedmap.xip.device import SECTOR_SIZE, XipDevice
 
 if TYPE_CHECKING:
@@ -55,7 +65,8 @@ class Inode:
 
 
 class XipFile:
-    """An open file (struct file): mode plus the inode; ``mmap`` is xip_file_mmap."""
+    """An open file (struct file): mode plus the inode; ``mmap`` is xip_file_mmap (2.6.2x) or
+    ext4_file_mmap_prepare (6.18)."""
 
     def __init__(self, inode: Inode, readable: bool, writable: bool) -> None:
         self.inode = inode
@@ -66,30 +77,60 @@ class XipFile:
     def mapping(self) -> Inode:
         return self.inode
 
+    @property
+    def mmap_sync(self) -> bool:
+        """``FOP_MMAP_SYNC`` in f_op->fop_flags: ext4 has it (4.15 on); ext2 XIP never had."""
+        return DAX.applies(self.inode.fs.machine.profile)
+
     def mmap(self, vma: VMA) -> None:
-        filemap.xip_file_mmap(self, vma)
+        if self.inode.fs.xip:
+            filemap.xip_file_mmap(self, vma)
+        else:
+            dax.ext4_file_mmap(self, vma)
 
     def read(self, offset: int, length: int) -> bytes:
-        return filemap.xip_file_read(self, offset, length)
+        if self.inode.fs.xip:
+            return filemap.xip_file_read(self, offset, length)
+        return dax.file_read(self, offset, length)
 
     def write(self, offset: int, data: bytes) -> int:
-        return filemap.xip_file_write(self, offset, data)
+        if self.inode.fs.xip:
+            return filemap.xip_file_write(self, offset, data)
+        return dax.file_write(self, offset, data)
 
     def __repr__(self) -> str:
         return f"<XipFile {self.inode.name} {'r' if self.readable else ''}{'w' if self.writable else ''}>"
 
 
 class XipFS:
-    """A mounted XIP filesystem on ``device`` (read-only when the device is)."""
+    """A mounted XIP filesystem on ``device`` (read-only when the device is).
 
-    def __init__(self, device: XipDevice, read_only: bool | None = None) -> None:
+    ``dax`` (the 6.18 ``-o dax``): None means ``-o dax`` where the profile has DAX (a device
+    without it is then -EINVAL) and XIP where it has filemap_xip; False is a plain 6.18 mount;
+    any value asked of a 2.6.2x profile, which has no DAX yet, is an
+    :class:`~mixedmap.rules.UnsupportedRule`. Checked before anything is set up.
+    """
+
+    def __init__(self, device: XipDevice, read_only: bool | None = None, *, dax: bool | None = None) -> None:
         self.device = device
         self.machine = device.machine
         self.page_size = device.machine.page_size
+        profile = self.machine.profile
+        #: filemap_xip (2.6.26 up to 4.0) rather than DAX serves this mount's files.
+        self.xip = FILEMAP_XIP.applies(profile)
+        if dax is not None and self.xip:
+            require(DAX, profile, "mount -o dax")
         if device.size % self.page_size:
             raise EINVAL(
                 f"{device.name}: size {device.size:#x} is not a whole number of {self.page_size}-byte blocks"
             )
+        if not self.xip and dax is not False and not device.dax:
+            raise EINVAL(
+                f"{device.name}: DAX unsupported by block device. (6.18 ext4_check_feature_compatibility: "
+                "fs_dax_get_by_bdev found no dax_device; fs-dax needs ZONE_DEVICE struct pages)"
+            )
+        #: Mounted ``-o dax``: files map through fs/dax.c (never under filemap_xip).
+        self.dax = not self.xip and dax is not False
         self.read_only = device.read_only if read_only is None else (read_only or device.read_only)
         self.nblocks = device.size // self.page_size
         self._used = np.zeros(self.nblocks, dtype=np.bool_)
@@ -185,6 +226,23 @@ class XipFS:
     def direct_access(self, block: int) -> tuple[int, int]:
         """The device's direct_access for a block (sector = block * PAGE_SIZE/512)."""
         return self.device.direct_access(block * (self.page_size // SECTOR_SIZE))
+
+    def truncate(self, inode: Inode, size: int) -> None:
+        """truncate(2): ``xip_truncate_page`` and friends (2.6.2x) or the 6.18 DAX truncate."""
+        if self.xip:
+            filemap.xip_truncate(inode, size)
+        else:
+            dax.dax_truncate(inode, size)
+
+    def frame_of(self, inode: Inode, pgoff: int) -> int:
+        """The pfn behind file page ``pgoff``: ``get_xip_mem`` (2.6.2x) or the block's
+        ``dax_direct_access`` (6.18); ENODATA for a hole."""
+        if self.xip:
+            return filemap.get_xip_mem(inode, pgoff, create=False)[1]
+        block = inode.block(pgoff)
+        if block < 0:
+            raise ENODATA(f"{inode.name}: page {pgoff} is a hole")
+        return self.direct_access(block)[1]
 
     @property
     def free_bytes(self) -> int:

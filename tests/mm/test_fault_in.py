@@ -29,10 +29,12 @@ from hypothesis import strategies as st
 
 from mixedmap import EINVAL, PG, Machine, RangeDevice, XipDevice, XipFS
 from mixedmap.errors import MixedmapError, OOMError
-from mixedmap.mm import memory, populate
+from mixedmap.mm import memory, populate, zero
 from mixedmap.mm.file import DeviceFile
 from mixedmap.mm.mm import MM
 from mixedmap.mm.vma import MAP_FIXED, MAP_PRIVATE, MAP_SHARED, VM, VMA, FaultResult, VMFault
+from mixedmap.profiles import get_profile
+from mixedmap.rules import FILEMAP_XIP, ZERO_PAGE
 from mixedmap.xip import filemap
 from tests.conftest import CASES, Case
 
@@ -58,7 +60,9 @@ def _dcss(pre: bool) -> Callable[[Machine], XipDevice]:
 
 def _generic(memmap: bool) -> Callable[[Machine], XipDevice]:
     def make(m: Machine) -> XipDevice:
-        m.add_region("xipdev", GiB, DEV_SIZE, memmap=memmap)
+        # 6.18 maps a file only with fs-dax, which needs ZONE_DEVICE struct pages: there the
+        # generic device always has them ("nopage" is "page"; see devices_of).
+        m.add_region("xipdev", GiB, DEV_SIZE, memmap=memmap or not FILEMAP_XIP.applies(m.profile))
         return RangeDevice(m, "xipdev", GiB, DEV_SIZE, read_only=False, kaddr_base=GiB)
 
     return make
@@ -79,7 +83,7 @@ DEVICES: dict[str, Callable[[Machine], XipDevice]] = {
 def devices_of(case: Case) -> list[str]:
     m = case.machine(ram=RAM)
     have = set(m.xip_drivers())
-    out = ["nopage", "page"]
+    out = ["nopage", "page"] if FILEMAP_XIP.applies(m.profile) else ["page"]
     for name in DEVICES:
         driver = name.split("-")[0]
         if driver in have and (name != "dcssblk-pre" or m.profile.version < (2, 6, 28)):
@@ -89,6 +93,15 @@ def devices_of(case: Case) -> list[str]:
 
 MATRIX = [(c, d) for c in FI_CASES for d in devices_of(c)]
 MATRIX_IDS = [f"{c.id}/{d}" for c, d in MATRIX]
+
+
+def mountable(case: Case, device: str) -> bool:
+    """A raw pmem namespace has no dax_device: 6.18 ext4 -o dax on it is -EINVAL."""
+    return device != "pmem-raw" or FILEMAP_XIP.applies(case.machine(ram=RAM).profile)
+
+
+MOUNTED = [(c, d) for c, d in MATRIX if mountable(c, d)]
+MOUNTED_IDS = [f"{c.id}/{d}" for c, d in MOUNTED]
 
 
 # -- worlds -----------------------------------------------------------------------------------------
@@ -245,6 +258,7 @@ def snapshot(w: World) -> dict[str, Any]:
             for mm in m.mms
         ],
         "sparse": filemap._sparse.get(m),
+        "zero": zero.current_zero_pfn(m),
         "device": w.dev.frames(allpages).tolist(),
         "fs": (w.fs._used.tobytes(), {n: (i.size, i.blocks.tolist()) for n, i in w.fs.files.items()}),
         "trace": w.tracer.pages(m.page_size),
@@ -300,7 +314,7 @@ def each_vma(
 
 
 # -- equality on every arch x profile x device ----------------------------------------------------
-@pytest.mark.parametrize(("case", "device"), MATRIX, ids=MATRIX_IDS)
+@pytest.mark.parametrize(("case", "device"), MOUNTED, ids=MOUNTED_IDS)
 def test_fault_in_equals_per_page_access(case: Case, device: str) -> None:
     """Pre-mapped pages (read and written), then a read fault-in of every VMA (anon, XIP
     private with holes, XIP shared over holes, a driver VMA), a write fault-in of the anon
@@ -335,20 +349,106 @@ def test_fault_in_errors_match_per_page(case: Case) -> None:
     twin_run(case, "nopage", steps)
 
 
+def _zero_page(case: Case) -> bool:
+    """Whether the case's kernel maps the zero page on anonymous reads (2.6.32 on)."""
+    return ZERO_PAGE.applies(get_profile(case.mode.profile))
+
+
+ZERO_CASES = [c for c in FI_CASES if _zero_page(c)]
+ZERO_IDS = [c.id for c in ZERO_CASES]
+
+
 @pytest.mark.parametrize("case", FI_CASES, ids=[c.id for c in FI_CASES])
 def test_fault_in_oom_matches_per_page(case: Case) -> None:
     """No free RAM part-way through an anonymous fault-in: the pages that fit are mapped,
-    then the per-page path's OOM for the next one."""
+    then the per-page path's OOM for the next one. A fault-in that allocates a page per PTE
+    is a read before the zero page (2.6.27) and a write with it (6.18: reads map the zero
+    page, see the next test)."""
+    write = _zero_page(case)
     for keep in (0, 1, 5):
         a, b = build(case, "nopage"), build(case, "nopage")
         a.m.pages.alloc_pages(a.m.pages.nr_free - keep)
         b.m.pages.alloc_pages(b.m.pages.nr_free - keep)
         n = LAYOUT["anon"][0]
-        ra = outcome(lambda a=a, n=n: a.mm.fault_in(a.va("anon", 0), n * a.ps))
-        rb = outcome(lambda b=b, n=n: per_page(b.mm, b.va("anon", 0), n * b.ps, False))
+        ra = outcome(lambda a=a, n=n: a.mm.fault_in(a.va("anon", 0), n * a.ps, write))
+        rb = outcome(lambda b=b, n=n: per_page(b.mm, b.va("anon", 0), n * b.ps, write))
         assert ra == rb
         assert ra[0] == "OOMError"
         assert_same(snapshot(a), snapshot(b), f"{case.id} oom keep={keep}")
+
+
+@pytest.mark.parametrize("case", ZERO_CASES, ids=ZERO_IDS)
+def test_fault_in_zero_page_oom_matches_per_page(case: Case) -> None:
+    """6.18 anonymous read fault-in: the only allocations are the PTE tables and, at the first
+    read after its table, the zero page itself; short of either, the per-page path's OOM
+    for the same page with the same pages applied. With both, every page maps it."""
+    n = LAYOUT["anon"][0]
+    outcomes = []
+    for keep in range(8):
+        a, b = build(case, "nopage"), build(case, "nopage")
+        a.m.pages.alloc_pages(a.m.pages.nr_free - keep)
+        b.m.pages.alloc_pages(b.m.pages.nr_free - keep)
+        ra = outcome(lambda a=a: a.mm.fault_in(a.va("anon", 0), n * a.ps))
+        rb = outcome(lambda b=b: per_page(b.mm, b.va("anon", 0), n * b.ps, False))
+        assert ra == rb, f"{case.id} keep={keep}: fault_in {ra} but per page {rb}"
+        assert_same(snapshot(a), snapshot(b), f"{case.id} zero-page oom keep={keep}")
+        outcomes.append(ra[0])
+    assert outcomes[0] == "OOMError" and outcomes[-1] == "ok", outcomes
+    assert a.m.pages.nr_free == 0 or zero.zero_allocated(a.m)
+
+
+@pytest.mark.parametrize("case", ZERO_CASES, ids=ZERO_IDS)
+def test_fault_in_anon_zero_page_equals_per_page(case: Case) -> None:
+    """6.18 (kernel-mm-semantics.md 6.1/6.2): a read fault-in of untouched anonymous memory maps
+    the zero pfn read-only (special on every 6.18 arch with the bit), with no page, rmap, RSS
+    or anon_vma; pages touched before keep what they had; a write fault-in then COWs each
+    zero-page PTE into a fresh zeroed page, per page as the write faults take it; the fork
+    child of a VMA with an anon_vma inherits the zero-page PTEs."""
+    steps: list[Step] = [
+        ("touch", "anon", 3, 1, False),
+        ("touch", "anon", 5, 1, True),
+        ("fault", "anon", 0, LAYOUT["anon"][0], False),
+        ("fault", "anon", 0, LAYOUT["anon"][0], False),  # all present: young only
+        ("fault", "anon", 10, 6, True),
+        ("fork", "anon", 0, 0, False),
+        ("fault", "anon", 0, LAYOUT["anon"][0], False),
+        ("fault", "anon", 0, 8, True),
+    ]
+    a, _ = twin_run(case, "nopage", steps)
+    m, mm = a.m, a.mm
+    zpfn = zero.current_zero_pfn(m)
+    assert zpfn is not None
+    vma = a.vmas["anon"]
+    written = set(range(0, 8)) | set(range(10, 16)) | {5}
+    for page in range(LAYOUT["anon"][0]):
+        va = a.va("anon", page)
+        pte = mm.pt.read_pte(mm.pt.pte_slot(va, allocate=False))
+        cvma = mm.find_vma(va)
+        assert cvma is not None and cvma.start == vma.start
+        if page in written:
+            assert int(mm.ops.pte_pfn(pte)) != zpfn, f"page {page} was written: it must be a page of its own"
+            continue
+        assert int(mm.ops.pte_pfn(pte)) == zpfn, f"page {page} was only read: the zero pfn"
+        assert not mm.ops.pte_write(pte), f"page {page}: a zero-page PTE is read-only"
+        assert memory.vm_normal_page(cvma, va, pte) is None
+        if m.mode.has_special:
+            assert mm.pte_special_one(pte), f"page {page}: the zero-page PTE carries the special bit"
+    assert mm.rss == {"file": 0, "anon": len(written)}
+    info = m.page(zpfn)
+    assert info is not None and info.refcount == 1 and info.mapcount == 0 and info.flags & PG.reserved
+
+
+@pytest.mark.parametrize("case", ZERO_CASES, ids=ZERO_IDS)
+def test_fault_in_batches_zero_page_reads(case: Case) -> None:
+    """The read fault-in of untouched anonymous memory takes no per-page step under 6.18: one
+    range event per PTE table, the per-page path's fault_zero event and function."""
+    w = build(case, "nopage")
+    n = LAYOUT["anon"][0]
+    assert w.mm.fault_in(w.va("anon", 0), n * w.ps) == n
+    events = [e for e in w.tracer.events if e["mm"] == w.mm.id]
+    assert events and all("npages" in e for e in events), events[:3]
+    assert {(e["event"], e["func"]) for e in events} == {("fault_zero", "mm/memory.c:do_anonymous_page")}
+    assert sum(e["npages"] for e in events) == n
 
 
 def test_fault_in_bad_input_changes_nothing() -> None:
@@ -375,7 +475,13 @@ def test_fault_in_returns_pages_newly_mapped() -> None:
 @pytest.mark.parametrize(("case", "device"), MATRIX, ids=MATRIX_IDS)
 def test_fault_in_batches_the_common_cases(case: Case, device: str) -> None:
     """Anonymous and read XIP faults (data and holes) take no per-page step: the trace holds
-    range events only. A raw pmem namespace has no DAX in 6.18: its fault is VM_FAULT_OOM."""
+    range events only. Under 6.18 (fs-dax) a hole is the zero page, inserted per page
+    (dax_load_hole), and a raw pmem namespace has no DAX: the -o dax mount is -EINVAL (the old
+    6.18 answer, filemap_xip's VM_FAULT_OOM, was 2.6.27's rule on 6.18 encodings)."""
+    if not mountable(case, device):
+        with pytest.raises(EINVAL, match="DAX unsupported by block device"):
+            build(case, device)
+        return
     w = build(case, device)
     w.mm.fault_in(w.va("anon", 0), 24 * w.ps)
     if device == "pmem-raw":
@@ -384,8 +490,14 @@ def test_fault_in_batches_the_common_cases(case: Case, device: str) -> None:
         return
     w.mm.fault_in(w.va("xip_private", 0), 40 * w.ps)
     events = [e for e in w.tracer.events if e["mm"] == w.mm.id]
-    assert events and all("npages" in e for e in events), [e for e in events if "npages" not in e][:3]
-    assert sum(e["npages"] for e in events) == 64
+    single = [e for e in events if "npages" not in e]
+    if FILEMAP_XIP.applies(w.m.profile):
+        assert events and all("npages" in e for e in events), single[:3]
+    else:
+        assert events and [(e["event"], e["addr"]) for e in single] == [
+            ("insert_page", w.va("xip_private", h)) for h in HOLES
+        ], single[:6]
+    assert sum(e.get("npages", 1) for e in events) == 64
 
 
 def test_fault_in_traces_ranges() -> None:
@@ -405,7 +517,14 @@ def test_fault_in_traces_ranges() -> None:
 HYPO = [
     c
     for c in FI_CASES
-    if (c.arch, c.mode.profile) in (("s390x", "2.6.27"), ("x86_64", "2.6.26"), ("toyarch", "2.6.27"))
+    if (c.arch, c.mode.profile)
+    in (
+        ("s390x", "2.6.27"),
+        ("x86_64", "2.6.26"),
+        ("toyarch", "2.6.27"),
+        ("x86_64", "6.18"),
+        ("toyarch", "6.18"),
+    )
 ]
 HYPO_DEV = {"s390x": "dcssblk", "x86_64": "brd", "toyarch": "page"}
 
@@ -432,7 +551,8 @@ def test_fault_in_random_ranges(case: Case, data: st.DataObject) -> None:
     write = data.draw(st.booleans(), label="write")
     steps: list[Step] = [("touch", n, p, 1, w) for n, p, w in touches]
     steps.append(("fault", vma, first, npages, write))
-    twin_run(case, HYPO_DEV.get(case.arch, "page"), steps)
+    device = HYPO_DEV.get(case.arch, "page")
+    twin_run(case, device if device in devices_of(case) else "page", steps)
 
 
 # -- the comparison catches a diverging batch ------------------------------------------------------
@@ -462,7 +582,11 @@ MUTATIONS: dict[str, tuple[Any, str, Callable[[], Any]]] = {
         "_add_new_anon_rmaps",
         lambda: lambda mm, pfns, pg, real=populate._add_new_anon_rmaps: real(mm, pfns, pg + np.uint64(1)),
     ),
-    "no_insertpage": (populate, "V2_6_27", lambda: type(populate.V2_6_27)((99,), "99")),
+    "no_insertpage": (
+        populate,
+        "XIP_SPARSE_VM_INSERT_PAGE",
+        lambda: attrs.evolve(populate.XIP_SPARSE_VM_INSERT_PAGE, introduced=(99,), removed=None),
+    ),
     "no_trace": (populate, "_trace", lambda: lambda mm, vma, vas, what: None),
     "tables_after_pages": (populate, "_allocate", lambda: _tables_last(populate._allocate)),
 }

@@ -75,11 +75,24 @@ def test_populate_anon_equals_get_user_pages(case: Case, monkeypatch: pytest.Mon
 @pytest.mark.parametrize("case", DEFAULTS[:3], ids=[c.id for c in DEFAULTS[:3]])
 def test_read_only_anon_populate_maps_nothing(case: Case) -> None:
     """2.6.27 follow_page with FOLL_ANON answers ZERO_PAGE for untouched anonymous memory
-    and installs no PTE (use_zero_page: not VM_LOCKED, not VM_SHARED)."""
+    and installs no PTE (use_zero_page: not VM_LOCKED, not VM_SHARED). 6.18
+    populate_vma_page_range read-faults each page instead (rule zero_page): every PTE maps the
+    shared zero pfn, uncounted, and no page but page tables is allocated."""
+    from mixedmap.mm.zero import zero_pfn
+    from mixedmap.rules import ZERO_PAGE
+
     m = case.machine(ram="64M")
     mm = m.new_mm()
     free = m.pages.nr_free
     va = mm.mmap(8 * m.page_size, "r", ANON | MAP_POPULATE)
+    if ZERO_PAGE.applies(m.profile):
+        zpfn = zero_pfn(m)
+        leaves = [mm.pt.lookup(va + i * m.page_size) for i in range(8)]
+        assert mm.rss == {"file": 0, "anon": 0}, case.id
+        assert [leaf is not None and leaf.pfn for leaf in leaves] == [zpfn] * 8, case.id
+        assert m.pages.leaks().get("anon", 0) == 0, case.id
+        assert mm.access(va).fault == "none" and mm.rss["anon"] == 0, case.id  # already mapped
+        return
     assert mm.rss == {"file": 0, "anon": 0} and mm.pt.lookup(va) is None
     assert m.pages.nr_free == free  # not even a page table
     mm.access(va)  # a real read fault still maps a page

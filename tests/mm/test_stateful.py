@@ -1,7 +1,7 @@
-"""Hypothesis stateful test of the mm layer under the 2.6.26/2.6.27 rules.
+"""Hypothesis stateful test of the mm layer under the 2.6.26, 2.6.27 and 6.18 rules.
 
 One :class:`RuleBasedStateMachine` run per representative arch case (the default mode of every
-arch for 2.6.26 and 2.6.27, plus toyarch (scheme B) and toyspecial (scheme A)). The rules mmap
+arch for 2.6.26, 2.6.27 and 6.18, plus toyarch (scheme B) and toyspecial (scheme A)). The rules mmap
 anonymous memory and three kinds of device (``remap_pfn_range`` at mmap time, a VM_MIXEDMAP
 fault handler calling ``vm_insert_mixed`` over pfns with and without struct pages and RAM
 pages, a VM_PFNMAP fault handler calling ``vm_insert_pfn``), touch, read and write pages,
@@ -11,12 +11,17 @@ release them, and exit.
 A shadow model written from the kernel rules (``kernel-mm-semantics.md`` sections 4-6) keeps
 what every (mm, page) must contain and how it must be mapped; after *every* step the
 invariants of section 11 that hold in 2.6.26/2.6.27 are checked against a walk of every
-page table of every live mm (numbers refer to section 11):
+page table of every live mm (numbers refer to section 11); where a kernel differs the model
+asks :mod:`mixedmap.rules` (6.18: the zero page for untouched anonymous reads, fork copying
+every PFNMAP/MIXEDMAP VMA, remap_pfn_range's VM_DONTEXPAND|VM_DONTDUMP, GUP's -EEXIST for a
+special PTE and the zero page for a zero-page PTE, smaps Rss of normal pages only):
 
-1 COW definition; 3 special PTEs only in PFNMAP/MIXEDMAP VMAs; 4 normal => pfn_valid;
+1 COW definition; 3 special PTEs only in PFNMAP/MIXEDMAP VMAs (or the zero page), no bad page
+map ever reported; 4 normal => pfn_valid;
 5 mapcount conservation (every struct page, through ``vm_normal_page``); 6 reference
-conservation (refcount == mapcount + pins + page tables + the driver's hold, for every RAM
-frame and every device struct page, and a frame is free iff its refcount is 0); 7 RSS
+conservation (refcount == mapcount + pins + page tables + the driver's hold (+1 for the zero
+page's own), for every RAM frame and every device struct page, and a frame is free iff its
+refcount is 0); 7 RSS
 conservation; 8 special PTEs inert (follows from 5-7 with exact counts); 11-13 the
 classification a PTE must have for its origin; 15 a writable PTE in a COW VMA maps an
 exclusive anonymous page; 18/19 after fork; 21 zap (no PTE left, dirty propagated);
@@ -27,10 +32,10 @@ what shared mappings wrote to it).
 Each rule also predicts its own outcome from the model: SIGSEGV or not, the bytes read,
 ENOMEM of mprotect at a hole (earlier VMAs changed), how many pages get_user_pages pins and
 how get_user_pages_fast splits them (22-24). At teardown (all mms exited, pins released)
-every refcount and mapcount is back to its start, no page table is left, no RAM page leaks
-and free RAM is back.
+every refcount and mapcount is back to its start (the zero page released), no page table is
+left, no RAM page leaks and free RAM is back.
 
-About 45 s for the 10 cases by default; ``HYPOTHESIS_PROFILE=thorough`` runs 200 examples
+About 70 s for the 16 cases by default; ``HYPOTHESIS_PROFILE=thorough`` runs 200 examples
 of 60 steps per case (about 6 minutes). Two example tests at the end pin the core fixes
 this machine found (mprotect VMA by VMA; no lockless pin of a PROT_NONE PTE).
 """
@@ -56,15 +61,23 @@ from numpy.typing import NDArray
 
 from mixedmap import EFAULT, EINVAL, ENOMEM, PG, Machine
 from mixedmap.arch import ENTRY_LEAF, ENTRY_NONE, ENTRY_TABLE
-from mixedmap.errors import EACCES, SIGSEGV
-from mixedmap.mm import memory
+from mixedmap.errors import EACCES, EEXIST, SIGSEGV
+from mixedmap.mm import memory, zero
 from mixedmap.mm.file import DeviceFile
 from mixedmap.mm.gup import get_user_pages, get_user_pages_fast
 from mixedmap.mm.mm import MM
 from mixedmap.mm.vma import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, VM, VMA, FaultResult, VMFault
+from mixedmap.profiles import Profile
+from mixedmap.rules import (
+    FORK_COPIES_MIXEDMAP,
+    GUP_EEXIST,
+    REMAP_DONTEXPAND_DONTDUMP,
+    SMAPS_RSS_NORMAL_ONLY,
+    ZERO_PAGE,
+)
 from tests.conftest import Case
 
-PROFILES = ("2.6.26", "2.6.27")
+PROFILES = ("2.6.26", "2.6.27", "6.18")
 NPOOL = 8  # pages per device memory pool
 NOMEM_BASE = 1 << 30  # device memory without struct pages (its own memory section)
 WITHMEM_BASE = 2 << 30  # device memory with struct pages
@@ -109,10 +122,14 @@ class SPage:
     data: bytes | None = None
 
 
-def _vm_kind_flags(kind: str | None) -> int:
+def _vm_kind_flags(kind: str | None, profile: Profile) -> int:
+    """The VMA flags a mapping of ``kind`` must carry (27: remap shape, per release)."""
+    remap = VM.IO | VM.RESERVED | VM.PFNMAP
+    if REMAP_DONTEXPAND_DONTDUMP.applies(profile):
+        remap = VM.IO | VM.PFNMAP | VM.DONTEXPAND | VM.DONTDUMP
     return {
         None: 0,
-        "remap": VM.IO | VM.RESERVED | VM.PFNMAP,
+        "remap": remap,
         "mixed": VM.MIXEDMAP,
         "pfnmap": VM.IO | VM.PFNMAP,
     }[kind]
@@ -130,6 +147,13 @@ class MMStateMachine(RuleBasedStateMachine):
         self.shift = m.fmt.page_shift
         self.scheme_a = m.mode.has_special
         self.free_at_start = m.pages.nr_free
+        p = self.profile = m.profile
+        self.zero_rule = ZERO_PAGE.applies(p)  # untouched anonymous reads map the zero page
+        self.fork_flags = (
+            VM.PFNMAP | VM.MIXEDMAP if FORK_COPIES_MIXEDMAP.applies(p) else VM.PFNMAP | VM.INSERTPAGE
+        )
+        self.gup_eexist = GUP_EEXIST.applies(p)
+        self.smaps_normal_only = SMAPS_RSS_NORMAL_ONLY.applies(p)
 
         # Device memory: three pools of NPOOL pages, filled with distinct bytes so that a copy
         # from the wrong page (or a lost copy) shows.
@@ -271,11 +295,13 @@ class MMStateMachine(RuleBasedStateMachine):
         self.mms.append(child)
         self.shadow[child.id] = {va: attrs.evolve(sp) for va, sp in self.shadow[parent.id].items()}
         # 18: no copied PTE of a COW VMA is writable in parent or child.
-        # 19 (2.6.27): a VMA is copied iff PFNMAP|INSERTPAGE|HUGETLB|NONLINEAR or anon_vma.
+        # 19: 2.6.27 copies a VMA iff PFNMAP|INSERTPAGE|HUGETLB|NONLINEAR or anon_vma; from 3.7
+        # (6.18 vma_needs_copy) iff PFNMAP|MIXEDMAP or anon_vma. A 6.18 zero-page read makes no
+        # anon_vma, so an anonymous VMA only ever read is not copied.
         assert [(v.start, v.end) for v in child.vmas] == [(v.start, v.end) for v in parent.vmas]
         for pv, cv in zip(parent.vmas, child.vmas, strict=True):
             pptes, cptes = self._present(parent, pv), self._present(child, cv)
-            copied = bool(pv.flags & (VM.PFNMAP | VM.INSERTPAGE)) or pv.anon_vma
+            copied = bool(pv.flags & self.fork_flags) or pv.anon_vma
             if cptes:
                 event(f"fork: copied PTEs of a {'COW ' if pv.is_cow else ''}VMA {vma_kind(pv)}")
             if copied:
@@ -283,7 +309,7 @@ class MMStateMachine(RuleBasedStateMachine):
                 for va, pte in cptes.items():
                     assert int(parent.ops.pte_pfn(pte)) == int(parent.ops.pte_pfn(pptes[va]))
             else:
-                assert not cptes, f"2.6.27 fork copied PTEs of {pv.describe()} (no anon_vma)"
+                assert not cptes, f"{self.profile} fork copied PTEs of {pv.describe()} (no anon_vma)"
             if pv.is_cow and pv.flags & (VM.READ | VM.WRITE | VM.EXEC):  # (s390 PAGE_NONE: see _check_pte)
                 for ptes in (pptes, cptes):
                     writable = [va for va, pte in ptes.items() if parent.ops.pte_write(pte)]
@@ -352,11 +378,12 @@ class MMStateMachine(RuleBasedStateMachine):
             npages * self.ps, prot, MAP_SHARED if shared else MAP_PRIVATE, file=dev.file, pgoff=pgoff
         )
         self._add_pages(mm, addr, npages, dev, pgoff, shared, prot)
-        if dev.kind == "remap":  # 27: remap shape
+        if dev.kind == "remap":  # 27: remap shape (+RESERVED in 2008; +DONTEXPAND|DONTDUMP from 3.7)
             vma = mm.find_vma(addr)
-            assert (
-                vma is not None
-                and vma.flags & (VM.IO | VM.RESERVED | VM.PFNMAP) == VM.IO | VM.RESERVED | VM.PFNMAP
+            remap_bits = VM.IO | VM.RESERVED | VM.PFNMAP | VM.DONTEXPAND | VM.DONTDUMP
+            want = _vm_kind_flags("remap", self.profile)
+            assert vma is not None and vma.flags & remap_bits == want, (
+                f"{vma and vma.describe()}: not {want:#x}"
             )
             present = self._present(mm, vma)
             assert len(present) == npages
@@ -538,8 +565,10 @@ class MMStateMachine(RuleBasedStateMachine):
         # It needs _PAGE_PRESENT|_PAGE_USER, so a PROT_NONE PTE stops it too. It ignores the
         # VMA otherwise (it pins a COWed page of a PFNMAP VMA, S6.5). Where the arch had no
         # lockless walk yet (before 2.6.27, s390 in 2.6.x) or no special bit,
-        # get_user_pages_fast is plain get_user_pages (mm/util.c).
+        # get_user_pages_fast is plain get_user_pages (mm/util.c). A zero-page PTE is special
+        # too (6.18): the walk stops there and the slow path hands out the zero page.
         n_fast = 0
+        zpfn = zero.current_zero_pfn(self.m) if self.zero_rule else None
         if fast and self.m.fmt.has_lockless_gup:
             assert self.scheme_a  # the walk cannot tell special PTEs without the bit
             for va in vas:
@@ -549,21 +578,28 @@ class MMStateMachine(RuleBasedStateMachine):
                     break
                 if (write and not mm.ops.pte_write(leaf)) or self._model_special(sp):
                     break
+                if zpfn is not None and int(mm.ops.pte_pfn(leaf)) == zpfn:
+                    break
                 n_fast += 1
-        # The slow path (2.6.27 mm/memory.c get_user_pages) from there on.
+        # The slow path (2.6.27 mm/memory.c get_user_pages; 6.18 mm/gup.c __get_user_pages) from
+        # there on. An untouched anonymous page faults in (6.18 read: the zero page, which
+        # follow_page_pte hands out with a reference); a special PTE stops it: 2.6.27
+        # follow_page -EFAULT, 6.18 follow_pfn_pte -EEXIST (GUP_EEXIST).
         n_slow = 0
+        error: type[Exception] = EFAULT
         for va in vas[n_fast:]:
             sp = pages.get(va)
             if sp is None or (sp.dev is not None and sp.dev.kind in ("remap", "pfnmap")):
-                break  # no VMA, or VM_IO/VM_PFNMAP
+                break  # no VMA, or VM_IO/VM_PFNMAP: -EFAULT
             if not (self._writable(sp) if write else "r" in sp.prot):
                 break
             if not (write and not sp.shared) and self._model_special(sp):
-                break  # follow_page: vm_normal_page NULL -> -EFAULT
+                error = EEXIST if self.gup_eexist else EFAULT
+                break  # follow_page: vm_normal_page NULL, not the zero page
             n_slow += 1
         event(f"gup: {'fast' if fast else 'slow'} write={write} fast={n_fast} slow={n_slow}")
         if n_fast + n_slow == 0:
-            with pytest.raises(EFAULT):
+            with pytest.raises(error):
                 self._gup(mm, start, nr, write, fast)
             return
         pfns, split = self._gup(mm, start, nr, write, fast)
@@ -577,9 +613,16 @@ class MMStateMachine(RuleBasedStateMachine):
             assert leaf is not None and int(mm.ops.pte_pfn(leaf)) == int(pfns[k]), (
                 f"gup pinned the wrong page at {va:#x}"
             )
-            # 22: never a special PTE (fast or slow)
+            # 22: never a special PTE (fast or slow); 6.18 hands out the zero page for its PTE
             vma = mm.find_vma(va)
-            assert vma is not None and memory.vm_normal_page(vma, va, leaf) == int(pfns[k])
+            assert vma is not None
+            normal = memory.vm_normal_page(vma, va, leaf)
+            if normal is None and self.zero_rule and int(pfns[k]) == zero.current_zero_pfn(self.m):
+                assert k >= n_fast and not write, (
+                    f"the zero page at {va:#x} came from the fast path or a write"
+                )
+            else:
+                assert normal == int(pfns[k])
         self.pins.append(np.asarray(pfns, dtype=np.uint64))
 
     @staticmethod
@@ -685,9 +728,10 @@ class MMStateMachine(RuleBasedStateMachine):
                     got = memory.vm_normal_pages(vma, vas, np.array(list(mine.values()), dtype=np.uint64))
                     want = [memory.vm_normal_page(vma, va, pte) for va, pte in mine.items()]
                     assert got.tolist() == [-1 if w is None else w for w in want]
-                # 29: smaps (2.6.27 counts special PTEs in Rss, only normal pages elsewhere)
+                # 29: smaps (2.6.27 counts special PTEs in Rss, only normal pages elsewhere; from
+                # SMAPS_RSS_NORMAL_ONLY Rss too counts normal pages only: no special, no zero page)
                 rec = smaps[vma.start]
-                assert rec["Rss"] == len(mine) * ps
+                assert rec["Rss"] == (normal_count if self.smaps_normal_only else len(mine)) * ps
                 split = (
                     rec["Shared_Clean"] + rec["Shared_Dirty"] + rec["Private_Clean"] + rec["Private_Dirty"]
                 )
@@ -695,6 +739,7 @@ class MMStateMachine(RuleBasedStateMachine):
                 assert rec["Pss"] <= rec["Rss"]
             assert not ptes, f"mm {mm.id}: present PTEs outside every VMA at {[hex(v) for v in ptes]}"
             assert mm.rss == rss, f"mm {mm.id}: rss {mm.rss} but PTEs say {rss}"  # 7
+            assert mm.bad_page_maps == [], f"mm {mm.id}: bad page maps {mm.bad_page_maps[:2]}"  # 3, 4
 
         # 5 and 6 over every RAM frame and every device struct page.
         exp_map = np.zeros(self.watched.shape, dtype=np.int64)
@@ -706,6 +751,10 @@ class MMStateMachine(RuleBasedStateMachine):
             exp_ref[index[pfn]] += 1
         for pfn in self.driver_held:
             exp_ref[index[pfn]] += 1
+        zpfn = zero.current_zero_pfn(m)
+        if zpfn is not None:  # the zero page's own reference (PTEs mapping it take none)
+            assert self.zero_rule, f"{self.profile} allocated a zero page"
+            exp_ref[index[zpfn]] += 1
         for pins in self.pins:
             for pfn in pins.tolist():
                 exp_ref[index[int(pfn)]] += 1
@@ -737,7 +786,7 @@ class MMStateMachine(RuleBasedStateMachine):
         assert vma.is_cow == ((vma.flags & VM.MAYWRITE) != 0 and not vma.flags & VM.SHARED)
         assert vma.is_cow == (not sp.shared), vma.describe()
         assert bool(vma.flags & VM.SHARED) == sp.shared
-        want = _vm_kind_flags(kind)
+        want = _vm_kind_flags(kind, self.profile)
         assert vma.flags & want == want, f"{vma.describe()} lacks {want!r}"
         for va in range(vma.start, vma.end, self.ps):
             other = pages[va]
@@ -749,9 +798,12 @@ class MMStateMachine(RuleBasedStateMachine):
         """One present PTE against the model; returns the pfn vm_normal_page gives."""
         ops = mm.ops
         pfn = int(ops.pte_pfn(pte))
+        is_zero = self.zero_rule and pfn == zero.current_zero_pfn(self.m)
         special = mm.pte_special_one(pte) if self.scheme_a else False
-        if special:  # 3
-            assert vma.flags & (VM.PFNMAP | VM.MIXEDMAP), f"special PTE at {va:#x} in {vma.describe()}"
+        if special:  # 3 (from 2.6.32 the zero page may be special in any VMA)
+            assert vma.flags & (VM.PFNMAP | VM.MIXEDMAP) or is_zero, (
+                f"special PTE at {va:#x} in {vma.describe()}"
+            )
         page = memory.vm_normal_page(vma, va, pte)
         if self.scheme_a:
             assert (page is None) == special
@@ -765,7 +817,12 @@ class MMStateMachine(RuleBasedStateMachine):
         if writable:
             assert vma.flags & VM.WRITE, f"writable PTE at {va:#x} in {vma.describe()}"
         private = sp.dev is None or sp.data is not None
-        if private:
+        if self.zero_rule and sp.dev is None and sp.data is None:
+            # 6.18 do_anonymous_page: an anonymous page only ever read maps the zero page,
+            # read-only, special where the arch has the bit, never a page of its own.
+            assert is_zero, f"{va:#x}: an untouched anonymous page maps {pfn:#x}, not the zero page"
+            assert page is None and not writable, f"{va:#x}: the zero-page PTE must be NULL and read-only"
+        elif private:
             # An anonymous page (fresh or a COW copy): normal, PageAnon, not device memory.
             assert page is not None and self._is_anon(page), f"{va:#x} should map an anonymous page"
             assert page not in self.driver_held
@@ -795,6 +852,8 @@ class MMStateMachine(RuleBasedStateMachine):
             mm.exit()
         self.mms.clear()
         assert m.pagetable_bytes() == 0
+        if zero.zero_allocated(m):
+            assert zero.release_zero_page(m), "the zero page is still referenced or mapped after exit"
         got_ref = m.memmap.refcount[self.w_row, self.w_col]
         got_map = m.memmap.mapcount[self.w_row, self.w_col]
         assert (got_map == self.start_mapcount).all(), "a mapcount did not return to its start"
@@ -811,7 +870,7 @@ def vma_kind(vma: VMA) -> str:
 
 def test_mm_stateful(case: Case) -> None:
     if not _representative(case):
-        pytest.skip("stateful mm test runs on the default mode of each arch for 2.6.26/2.6.27 only")
+        pytest.skip("stateful mm test runs on the default mode of each arch for 2.6.26/2.6.27/6.18 only")
     run_state_machine_as_test(lambda: MMStateMachine(case), settings=STATEFUL_SETTINGS)  # type: ignore[arg-type]
 
 
@@ -820,7 +879,7 @@ def test_mprotect_applies_vma_by_vma_up_to_a_hole(case: Case) -> None:
     """2.6.27 sys_mprotect: VMAs before a hole (ENOMEM) or a VMA lacking VM_MAYWRITE (EACCES)
     keep their new protection; a start in a hole changes nothing."""
     if not _representative(case):
-        pytest.skip("runs on the default mode of each arch for 2.6.26/2.6.27 only")
+        pytest.skip("runs on the default mode of each arch for 2.6.26/2.6.27/6.18 only")
     m = case.machine(ram="16M")
     mm = m.new_mm()
     ps = m.page_size

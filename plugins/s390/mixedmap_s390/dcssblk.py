@@ -26,7 +26,11 @@ on) and ``start``/``end + 1`` aligned to 2 MiB (``SUBSECTION_SIZE``) the driver 
 ``pfn_valid`` is true; otherwise the device has no DAX and ``direct_access`` is
 ``-EOPNOTSUPP`` (``dax_direct_access`` without a ``dax_dev``). [The 6.18 pagemap code is from
 the project reference, section 6.2; the index only showed the 6.15-6.17 form, where
-``DCSSBLK_DAX`` depended on BROKEN.]
+``DCSSBLK_DAX`` depended on BROKEN.] The disk declares DAX through the public contract
+(:attr:`DcssBlkDevice.dax`; ``dax_synchronous``: ``set_dax_synchronous`` is called on its
+dax_device), so a 6.18 mount on it is ext4 ``-o dax`` and its pages are mapped as refcounted
+ZONE_DEVICE folios (``mixedmap.xip.dax``; the model keeps the machine's idle reference of 1
+where 6.18 fsdax idles at 0); without the pagemap ``-o dax`` is -EINVAL.
 
 Optional ``start``/``size`` (or ``end``)/``type`` define the segment on the machine's z/VM
 first (CP DEFSEG, rolled back if the add fails); ``pre_series=True`` (2.6.26/2.6.27) runs the
@@ -127,12 +131,24 @@ class DcssBlkDevice(RangeDevice):
         self.save_pending = False
         self.use_count = 0
         #: 6.18 ``CONFIG_DCSSBLK_DAX`` (None under 2.6.2x: the 2008 direct_access is always there).
-        self.dax = dax
+        self.dax_option = dax
         #: Whether the device has a DAX pagemap (6.18): struct pages and direct_access.
         self.dax_pages = dax_pages
         self._released = False
 
     # -- the contract ---------------------------------------------------------------------
+    @property
+    def dax(self) -> bool:
+        """fs-dax can use the disk: 6.18 with the DAX pagemap (``MEMORY_DEVICE_FS_DAX`` struct
+        pages). 2.6.2x has no dax_device at all (filemap_xip calls direct_access instead)."""
+        return _modern(self.machine) and self.dax_pages and not self._released
+
+    @property
+    def dax_synchronous(self) -> bool:
+        """``dcssblk_add_store`` calls ``set_dax_synchronous`` on its dax_device: MAP_SYNC is
+        allowed wherever the disk has DAX."""
+        return self.dax
+
     def direct_access(self, sector: int) -> tuple[int, int]:
         """(kaddr, pfn) of the page at ``sector``: ``-EINVAL`` unaligned, ``-ERANGE`` beyond."""
         self._alive()
@@ -172,7 +188,7 @@ class DcssBlkDevice(RangeDevice):
     def _no_dax(self) -> str:
         why = (
             "CONFIG_DCSSBLK_DAX is off"
-            if not self.dax
+            if not self.dax_option
             else f"[{self.start:#x}, {self.start + self.size:#x}) is not 2 MiB (SUBSECTION_SIZE) aligned"
         )
         return f"{self.name}: no DAX on this device ({why}), so no direct_access"
@@ -322,7 +338,7 @@ class DcssBlkDevice(RangeDevice):
                 "open_count": self.use_count,
                 "save_pending": self.save_pending,
                 "pre_series": self._ext().pre_series,
-                "dax": self.dax,
+                "dax": self.dax_option,
                 "dax_pages": self.dax_pages,
             }
         )

@@ -18,8 +18,13 @@ What the model keeps (``pmem_attach_disk``, ``__pmem_direct_access``, ``drivers/
   maps it without struct pages (``pfn_valid`` false; the mapping is an ``ioremap_cache``
   address the model does not assign). The disk then has no ``BLK_FEAT_DAX``:
   ``fs_dax_get_by_bdev`` returns NULL and ``dax_direct_access(NULL, ...)`` returns
-  ``-EOPNOTSUPP``, so ``direct_access``/``dax_direct_access`` raise :class:`EOPNOTSUPP`.
-  Block I/O (``read``/``write``/``fill``) works either way.
+  ``-EOPNOTSUPP``, so ``direct_access``/``dax_direct_access`` raise :class:`EOPNOTSUPP`;
+  ext4 ``-o dax`` on it is -EINVAL ("DAX unsupported by block device.") and no file on it can
+  be mapped directly. Block I/O (``read``/``write``/``fill``) works either way.
+* The public contract: :attr:`PmemDevice.dax` (fs-dax can use it) and ``dax_synchronous``
+  (an e820 region is a synchronous nvdimm region: ``is_nvdimm_sync`` -> ``set_dax_synchronous``
+  in ``pmem_attach_disk``, so MAP_SYNC is allowed); with DAX a file's pages are mapped as
+  refcounted ZONE_DEVICE folios (``mixedmap.xip.dax``).
 * ``dax_direct_access(pgoff, nr_pages)``: ``nr_pages < 0`` -> ``-EINVAL``; otherwise
   ``kaddr = virt_addr + offset``, ``pfn = PHYS_PFN(phys_addr + offset)`` (a plain
   ``unsigned long`` in 6.18) and ``min(pages to the end of the device, nr_pages)``.
@@ -77,6 +82,12 @@ class PmemDevice(RangeDevice):
     def dax(self) -> bool:
         """``BLK_FEAT_DAX``: set exactly when the pages were mapped (``PFN_MAP``)."""
         return self.memmap
+
+    @property
+    def dax_synchronous(self) -> bool:
+        """``is_nvdimm_sync(nd_region)``: an e820 pmem region is neither volatile nor
+        ND_REGION_ASYNC, so ``pmem_attach_disk`` calls ``set_dax_synchronous``."""
+        return self.dax
 
     @property
     def nr_pages(self) -> int:
