@@ -2,7 +2,7 @@
 
 A profile names the Linux release whose rules and encodings a Machine follows. The default is
 2.6.27, the kernel of the 2008 VM_MIXEDMAP / pte_special series; 2.6.26 is one release
-earlier (x86 and ppc64 without the special bit); 6.18 gives today's PTE encodings.
+earlier (x86 and ppc64 without the special bit); 6.18 gives today's PTE encodings and mm rules.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ class Profile:
 
 V2_6_26 = Profile((2, 6, 26), "2.6.26", "special bit on s390 only; x86/ppc64 use pfn_valid")
 V2_6_27 = Profile((2, 6, 27), "2.6.27", "the series' kernel: special bit on x86, ppc64, s390")
-V6_18 = Profile((6, 18), "6.18", "today's PTE encodings")
+V6_18 = Profile(
+    (6, 18), "6.18", "today's PTE encodings and mm rules (zero page, vmf_insert_*, pin_user_pages, DAX)"
+)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (V2_6_26, V2_6_27, V6_18)}
 DEFAULT_PROFILE = V2_6_27

@@ -21,6 +21,7 @@ import cattrs
 from cattrs.strategies import configure_tagged_union, configure_union_passthrough, include_subclasses
 
 from mixedmap.errors import MixedmapError
+from mixedmap.profiles import PROFILES
 from mixedmap.rules import BY_NAME
 from mixedmap.scenario import schema as S
 
@@ -233,6 +234,24 @@ def _check(scen: S.Scenario) -> Iterator[tuple[tuple[str | int, ...], str]]:
             yield ("devices", i, "start"), "a range device needs a physical start address"
         if d.driver != "range" and (d.start is not None or d.memmap):
             yield ("devices", i, "driver"), f"start/memmap are for driver 'range'; {d.driver} takes params"
+        for k in d.kernel:
+            if k not in PROFILES:
+                yield (
+                    ("devices", i, "kernel", k),
+                    f"no kernel profile {k!r} (profiles: {', '.join(PROFILES)})",
+                )
+        if d.kernel and d.driver != "range":
+            yield (
+                ("devices", i, "kernel"),
+                f"[devices.kernel.K] sets memmap of a 'range' device, not of {d.driver}",
+            )
+        for a, over in d.arch.items():
+            for k in over.kernels or ():
+                if k not in PROFILES:
+                    yield (
+                        ("devices", i, "arch", a, "kernels"),
+                        f"no kernel profile {k!r} (profiles: {', '.join(PROFILES)})",
+                    )
     files = set()
     for i, f in enumerate(scen.files):
         if f.device not in devices:

@@ -29,7 +29,6 @@ from mixedmap.scenario import schema as S
 from mixedmap.scenario.load import parse_pfn_spec
 from mixedmap.trace import Tracer
 from mixedmap.xip.device import RangeDevice, XipDevice
-from mixedmap.xip.filemap import get_xip_mem, xip_truncate
 from mixedmap.xip.fs import Inode, XipFS
 
 
@@ -138,18 +137,26 @@ class ScenarioRun:
     # -- setup -------------------------------------------------------------------------
     def setup(self) -> None:
         """Devices, filesystems, files, processes: a failure here is the run's error."""
+        kernel = self.m.profile.name
         for d in self.scen.devices:
             over = d.arch.get(self.m.arch)
+            if over is not None and over.kernels is not None and kernel not in over.kernels:
+                over = None
             driver = over.driver if over else d.driver
             params = dict(over.params if over else d.params)
             if driver == "range":
                 start, size = parse_size(d.start if d.start is not None else 0), parse_size(d.size)
-                self.m.add_region(d.name, start, size, memmap=d.memmap, owner="scenario")
+                per = d.kernel.get(kernel)
+                memmap = d.memmap if per is None or per.memmap is None else per.memmap
+                self.m.add_region(d.name, start, size, memmap=memmap, owner="scenario")
                 self.devices[d.name] = RangeDevice(self.m, d.name, start, size, d.read_only, kaddr_base=start)
             else:
                 params.setdefault("name", d.name)
                 self.devices[d.name] = self.m.create_xip_device(driver, **params)
-        fss = {name: XipFS(dev, read_only=None) for name, dev in self.devices.items()}
+        # Only devices that hold files get a filesystem: a PCI BAR stand-in is never mounted
+        # (and a 6.18 mount of a device without a dax_device would be -EINVAL).
+        mounted = {f.device for f in self.scen.files}
+        fss = {name: XipFS(dev, read_only=None) for name, dev in self.devices.items() if name in mounted}
         for f in self.scen.files:
             fs = fss[f.device]
             if f.text is not None:
@@ -185,7 +192,8 @@ class ScenarioRun:
                 raise MixedmapError(f"device {ref}: page {n} has no frame (yet)")
             return frame
         if kind == "file":
-            return get_xip_mem(self.files[ref], n, create=False)[1]
+            inode = self.files[ref]
+            return inode.fs.frame_of(inode, n)
         assert proc is not None
         va = self.maps[(proc, ref)] + n * self.ps
         slot = self.procs[proc].pt.pte_slot(va, allocate=False)
@@ -372,7 +380,8 @@ class ScenarioRun:
         size = st.size
         if isinstance(size, str) and size.strip().endswith("p"):  # "Np": N pages of this arch
             size = int(size.strip()[:-1], 0) * self.ps
-        xip_truncate(self.files[st.file], parse_size(size))
+        inode = self.files[st.file]
+        inode.fs.truncate(inode, parse_size(size))
         return {}
 
     def _op_inspect(self, st: S.Inspect) -> dict[str, Any]:

@@ -41,6 +41,16 @@ class ArchDriver:
 
     driver: str
     params: dict[str, str | int | bool] = attrs.Factory(dict)
+    #: the kernels whose machines have this driver model (default: every kernel the file runs)
+    kernels: list[str] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class KernelDevice:
+    """What one kernel profile changes about a ``range`` device: 6.18 fs-dax needs ZONE_DEVICE
+    struct pages where 2.6.2x filemap_xip needed none, so a file states both set-ups."""
+
+    memmap: bool | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -57,6 +67,7 @@ class Device:
     read_only: bool = False
     params: dict[str, str | int | bool] = attrs.Factory(dict)
     arch: dict[str, ArchDriver] = attrs.Factory(dict)
+    kernel: dict[str, KernelDevice] = attrs.Factory(dict)
 
 
 @attrs.frozen(kw_only=True)
