@@ -26,6 +26,7 @@ from mixedmap.rules import (
     VM_INSERT_PFN_ERRNO,
     VMF_INSERT,
     VMF_INSERT_MIXED_MKWRITE,
+    ZERO_PAGE,
     UnsupportedRule,
 )
 
@@ -292,6 +293,43 @@ class TestMmSemantics:
             m.pages.free_pages(pages)
         zero.release_zero_page(m)
         assert m.pages.leaks() == {} and m.pagetable_bytes() == 0
+
+
+def test_anonymous_read_fault_and_the_zero_page(arch_profile: ArchCase) -> None:
+    """mm/memory.c ``do_anonymous_page``: from 2.6.32 (:data:`~mixedmap.rules.ZERO_PAGE`) a read
+    fault of private anonymous memory maps the shared zero pfn, special where the arch has the
+    bit, not refcounted, not in RSS, and ``vm_normal_page`` NULL for it; the write fault on it
+    (``wp_page_copy``) gives a fresh zeroed, refcounted anonymous page. Before, the read fault
+    allocated that page at once. Either way nothing leaks at exit."""
+    m = arch_profile.machine(ram="64M")
+    mm = m.new_mm()
+    ps = m.page_size
+    a = mm.mmap(2 * ps, "rw", MAP_PRIVATE | MAP_ANONYMOUS)
+    vma = mm.find_vma(a)
+    assert vma is not None
+    assert mm.read(a, 8) == bytes(8)
+    pte = mm.pt.read_pte(mm.pt.pte_slot(a, allocate=False))
+    pfn = int(mm.ops.pte_pfn(pte))
+    if ZERO_PAGE.applies(m.profile):
+        assert pfn == zero.zero_pfn(m), f"{arch_profile.id}: read fault mapped {pfn:#x}, not the zero pfn"
+        assert memory.vm_normal_page(vma, a, pte) is None, arch_profile.id
+        assert bool(mm.pte_special_one(pte)) == (m.fmt.special_mask is not None), arch_profile.id
+        assert not mm.ops.pte_write(pte), f"{arch_profile.id}: the zero page is mapped writable"
+        assert mm.rss["anon"] == 0 and m.page(pfn).mapcount == 0, arch_profile.id
+    else:
+        assert memory.vm_normal_page(vma, a, pte) == pfn, arch_profile.id
+        assert mm.rss["anon"] == 1 and m.page(pfn).refcount == 1, arch_profile.id
+    mm.write(a + 3, b"w")
+    pte2 = mm.pt.read_pte(mm.pt.pte_slot(a, allocate=False))
+    new = int(mm.ops.pte_pfn(pte2))
+    assert mm.ops.pte_write(pte2) and memory.vm_normal_page(vma, a, pte2) == new, arch_profile.id
+    assert (new != pfn) == ZERO_PAGE.applies(m.profile), arch_profile.id
+    assert mm.read(a, 5) == b"\0\0\0w\0" and mm.rss["anon"] == 1, arch_profile.id
+    info = m.page(new)
+    assert info is not None and (info.refcount, info.mapcount) == (1, 1), arch_profile.id
+    mm.exit()
+    zero.release_zero_page(m)
+    assert m.pages.leaks() == {} and m.pagetable_bytes() == 0, arch_profile.id
 
 
 def test_gup_pins_and_ptes_without_pages_618(arch_profile: ArchCase) -> None:
