@@ -308,19 +308,23 @@ def test_anonymous_read_fault_and_the_zero_page(arch_profile: ArchCase) -> None:
     vma = mm.find_vma(a)
     assert vma is not None
     assert mm.read(a, 8) == bytes(8)
-    pte = mm.pt.read_pte(mm.pt.pte_slot(a, allocate=False))
+    slot = mm.pt.pte_slot(a, allocate=False)
+    assert slot is not None, arch_profile.id
+    pte = mm.pt.read_pte(slot)
     pfn = int(mm.ops.pte_pfn(pte))
     if ZERO_PAGE.applies(m.profile):
         assert pfn == zero.zero_pfn(m), f"{arch_profile.id}: read fault mapped {pfn:#x}, not the zero pfn"
         assert memory.vm_normal_page(vma, a, pte) is None, arch_profile.id
         assert bool(mm.pte_special_one(pte)) == (m.fmt.special_mask is not None), arch_profile.id
         assert not mm.ops.pte_write(pte), f"{arch_profile.id}: the zero page is mapped writable"
-        assert mm.rss["anon"] == 0 and m.page(pfn).mapcount == 0, arch_profile.id
+        zinfo = m.page(pfn)
+        assert mm.rss["anon"] == 0 and zinfo is not None and zinfo.mapcount == 0, arch_profile.id
     else:
+        first = m.page(pfn)
         assert memory.vm_normal_page(vma, a, pte) == pfn, arch_profile.id
-        assert mm.rss["anon"] == 1 and m.page(pfn).refcount == 1, arch_profile.id
+        assert mm.rss["anon"] == 1 and first is not None and first.refcount == 1, arch_profile.id
     mm.write(a + 3, b"w")
-    pte2 = mm.pt.read_pte(mm.pt.pte_slot(a, allocate=False))
+    pte2 = mm.pt.read_pte(slot)
     new = int(mm.ops.pte_pfn(pte2))
     assert mm.ops.pte_write(pte2) and memory.vm_normal_page(vma, a, pte2) == new, arch_profile.id
     assert (new != pfn) == ZERO_PAGE.applies(m.profile), arch_profile.id
