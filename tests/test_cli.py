@@ -99,3 +99,24 @@ def test_conformance_exit_status_follows_pytest(capsys: pytest.CaptureFixture[st
     assert run(["conformance", "--arch", "clitoy", "--", "-k", "no_such_test_anywhere"]) == 5
     assert run(["conformance", "--arch", "nosucharch"]) == 2
     assert "'nosucharch' is not installed" in capsys.readouterr().err
+
+
+def test_profiles_rules_say_what_each_kernel_has() -> None:
+    """``mixedmap profiles --rules``: every rule of mixedmap.rules, its release and exactly the
+    profiles whose version has it (6.18 has the zero page, 2.6.27 filemap_xip, not the other way)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from mixedmap.cli import main as cli_main
+    from mixedmap.rules import RULES
+
+    res = CliRunner().invoke(cli_main.main, ["profiles", "--rules", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.output)}
+    assert list(rows) == [r.name for r in RULES]
+    assert rows["zero_page"]["profiles"] == ["6.18"] and rows["zero_page"]["since"] == "2.6.32"
+    assert rows["filemap_xip"]["profiles"] == ["2.6.26", "2.6.27"]
+    assert rows["filemap_xip"]["since"] == "2.6.26, removed in 4.0"
+    text = CliRunner().invoke(cli_main.main, ["profiles", "--rules"], env={"COLUMNS": "80"}).output
+    assert "pin_user_pages" in text and "mm/gup.c" in text

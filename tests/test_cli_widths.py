@@ -77,6 +77,8 @@ def test_arches_and_profiles(capsys: pytest.CaptureFixture[str]) -> None:
     check(cli(capsys, "arches"), names)
     profiles = [p["name"] for p in cli_json(capsys, "profiles")]  # type: ignore[attr-defined]
     check(cli(capsys, "profiles"), profiles)
+    rules = [r["name"] for r in cli_json(capsys, "profiles", "--rules")]  # type: ignore[attr-defined]
+    check(cli(capsys, "profiles", "--rules"), [*rules, *profiles])
 
 
 @pytest.mark.parametrize("arch", ARCHES)
