@@ -242,6 +242,7 @@ def _header(machine: Machine, name: str, files: Mapping[str, str | None], raw_si
             {"name": lv.name, "hw_name": lv.hw_name, "shift": lv.shift, "index_bits": lv.index_bits}
             for lv in fmt.levels
         ],
+        "ram_base": _hx(machine.ram_base),
         "ram_size": _hx(machine.ram_size),
         "raw_size": _hx(raw_size),
         "files": dict(files),

@@ -56,8 +56,10 @@ def parse_size(size: int | str) -> int:
 class Machine:
     """A simulated machine of one arch, kernel profile and RAM size.
 
-    RAM sits at physical address 0; frames are stored only once written, so a 64 GiB
-    machine costs the host what it touched.
+    RAM sits at physical address ``ram_base`` (default 0); frames are stored only once
+    written, so a 64 GiB machine costs the host what it touched. A high ``ram_base`` puts
+    every page table and page above it: the way to check that an arch's table entries hold
+    addresses up to the top of its physical address bits, not only below 4 GiB.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class Machine:
         ram: int | str = "256M",
         *,
         registry: ArchRegistry | None = None,
+        ram_base: int | str = 0,
         **arch_options: object,
     ) -> None:
         self.registry = registry or default_registry()
@@ -81,18 +84,24 @@ class Machine:
             raise AddressError(
                 f"ram={size:#x} must be a positive multiple of the page size {fmt.page_size:#x}"
             )
-        limit = 1 << self.mode.mode.memory.max_physmem_bits
-        if size > limit:
+        base = parse_size(ram_base)
+        if base < 0 or base % fmt.page_size:
             raise AddressError(
-                f"ram={size:#x} exceeds MAX_PHYSMEM_BITS={self.mode.mode.memory.max_physmem_bits} "
-                f"of {fmt.arch} under {self.profile}"
+                f"ram_base={base:#x} must be a non-negative multiple of the page size {fmt.page_size:#x}"
             )
+        limit = 1 << min(self.mode.mode.memory.max_physmem_bits, fmt.pa_bits)
+        if base + size > limit:
+            raise AddressError(
+                f"ram [{base:#x}, {base + size:#x}) exceeds MAX_PHYSMEM_BITS={self.mode.mode.memory.max_physmem_bits} "
+                f"/ {fmt.pa_bits} PTE address bits of {fmt.arch} under {self.profile}"
+            )
+        self.ram_base = base
         self.ram_size = size
         self.mem = PhysMem()
         self.regions = RegionMap()
         self.memmap = MemMap(self.mode.mode.memory, fmt.page_shift)
-        self._add_region(Region(name="System RAM", start=0, size=size, kind="ram", memmap=True))
-        self.frames = FrameAllocator(0, size >> fmt.page_shift)
+        self._add_region(Region(name="System RAM", start=base, size=size, kind="ram", memmap=True))
+        self.frames = FrameAllocator(base >> fmt.page_shift, (base + size) >> fmt.page_shift)
         self.pages = PageAllocator(self.frames, self.memmap, self.mem, fmt.page_shift)
         self.tables = TableAllocator(self.pages, self.mem, fmt.page_shift)
         self.devices: dict[str, XipDevice] = {}
@@ -282,7 +291,12 @@ class Machine:
 
     def dump_physmem(self, path: str | Path) -> int:
         """Write a flat raw image (file offset == physical address; sparse on disk)."""
-        return self.mem.dump(path, size=self.ram_size)
+        return self.mem.dump(path, size=self.ram_end)
+
+    @property
+    def ram_end(self) -> int:
+        """First physical address above RAM."""
+        return self.ram_base + self.ram_size
 
     def __repr__(self) -> str:
         return f"Machine(arch={self.arch!r}, kernel={self.profile.name!r}, mode={self.mode.mode.name!r}, ram={self.ram_size:#x})"

@@ -175,3 +175,25 @@ def test_fragments_share_pages_like_the_kernel() -> None:
     ta.free(small, b)
     ta.free(big, c)
     assert ta.bytes_held == 0 and frames.nr_free == 64
+
+
+def test_ram_base_puts_every_frame_high_and_is_checked() -> None:
+    """``Machine(ram_base=...)``: RAM, frames and page tables above the base; a base that is
+    not page aligned, or RAM past what MAX_PHYSMEM_BITS and the PTE's address bits reach, is
+    an AddressError naming it."""
+    from mixedmap import Machine
+    from mixedmap.mm.vma import MAP_ANONYMOUS, MAP_PRIVATE
+
+    base = 5 << 30
+    m = Machine("x86_64", "2.6.27", ram="16M", ram_base=base)
+    assert (m.ram_base, m.ram_end) == (base, base + (16 << 20))
+    mm = m.new_mm()
+    a = mm.mmap(m.page_size, "rw", MAP_PRIVATE | MAP_ANONYMOUS)
+    mm.write(a, b"high")
+    leaf = mm.pt.lookup(a)
+    assert leaf is not None and base <= leaf.pa < m.ram_end and base <= leaf.entry_pa < m.ram_end
+    assert m.pfn_valid(base >> 12)[0] and not m.pfn_valid(0)[0]
+    with pytest.raises(AddressError, match="ram_base=0x1001"):
+        Machine("x86_64", "2.6.27", ram="16M", ram_base=0x1001)
+    with pytest.raises(AddressError, match="MAX_PHYSMEM_BITS"):
+        Machine("x86_64", "2.6.27", ram="16M", ram_base=(1 << 46) - (8 << 20))

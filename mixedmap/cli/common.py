@@ -88,9 +88,10 @@ def parse_opt(pairs: Sequence[str]) -> dict[str, object]:
     return opts
 
 
-def arch_options(opts: Sequence[str], mode: str | None) -> dict[str, object]:
-    """The ``--opt`` pairs with ``--mode`` folded in: the options an arch mode is bound with."""
-    options = parse_opt(opts)
+def arch_options(opts: Sequence[str], mode: str | None) -> dict[str, Any]:
+    """The ``--opt`` pairs with ``--mode`` folded in: the options an arch mode is bound with
+    (``Any``: they go to ``Machine(**options)``, whose own keywords they must not shadow)."""
+    options: dict[str, Any] = parse_opt(opts)
     if mode:
         options["mode"] = mode
     return options

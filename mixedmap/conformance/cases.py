@@ -44,11 +44,12 @@ class ArchCase:
             self.mode.profile, mode=self.mode.name, **dict(self.mode.options)
         )
 
-    def machine(self, ram: int | str = "256M") -> Machine:
+    def machine(self, ram: int | str = "256M", ram_base: int | str = 0) -> Machine:
         return Machine(
             self.arch,
             self.mode.profile,
             ram=ram,
+            ram_base=ram_base,
             registry=self.registry,
             mode=self.mode.name,
             **dict(self.mode.options),

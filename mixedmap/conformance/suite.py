@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from mixedmap.conformance.test_contract import TestContract
 from mixedmap.conformance.test_equivalence import TestEquivalence
-from mixedmap.conformance.test_helpers import TestHelperAlgebra
+from mixedmap.conformance.test_helpers import TestHelperAlgebra, TestHelperFrames
 from mixedmap.conformance.test_mm import TestMmSemantics
 from mixedmap.conformance.test_pgtable import TestPageTables
 from mixedmap.conformance.test_xip import TestXipDrivers
 
 
 class ArchConformance(
-    TestContract, TestHelperAlgebra, TestPageTables, TestMmSemantics, TestXipDrivers, TestEquivalence
+    TestContract,
+    TestHelperAlgebra,
+    TestHelperFrames,
+    TestPageTables,
+    TestMmSemantics,
+    TestXipDrivers,
+    TestEquivalence,
 ):
     """Subclass with ``mixedmap_plugins = [(name, plugin_object), ...]`` (and optionally
     ``mixedmap_arches``) to run the whole suite on plugins that are not installed."""

@@ -2,10 +2,15 @@
 
 B0-B9 are ``pte_basic_tests`` over all 16 protections; profiles whose hardware keeps
 referenced/changed outside the PTE (s390 2.6.x: the storage key) instead must have constant
-young/dirty predicates and no-op helpers, as the kernel did.
+young/dirty predicates and no-op helpers, as the kernel did. :class:`TestHelperFrames` adds
+what debug_vm_pgtable leaves out: over PTEs with any mix of the layout's named bits, each
+helper changes only what it names and is idempotent.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from hypothesis import given
@@ -139,3 +144,172 @@ class TestHelperAlgebra:
                 assert writable, f"{arch_case.id}: __S{idx & 7:03b} {prot:#x} not writable"
             if not idx & 0x8:
                 assert not writable, f"{arch_case.id}: __P{idx & 7:03b} {prot:#x} writable (COW would break)"
+
+
+# -- frame and idempotence (mm/debug_vm_pgtable.c checks one bit at a time; these check the rest)
+#: Each set/clear helper, the verdict it names and the value that verdict must take.
+SETTERS: tuple[tuple[str, str, bool], ...] = (
+    ("pte_mkwrite", "pte_write", True),
+    ("pte_wrprotect", "pte_write", False),
+    ("pte_mkdirty", "pte_dirty", True),
+    ("pte_mkclean", "pte_dirty", False),
+    ("pte_mkyoung", "pte_young", True),
+    ("pte_mkold", "pte_young", False),
+)
+PREDICATES = ("pte_present", "pte_none", "pte_write", "pte_dirty", "pte_young")
+
+
+def named_bits(case: ArchCase) -> list[int]:
+    """Every single-bit hw/sw field of the PTE layout outside the pfn (the special bit too)."""
+    fmt = case.mode.fmt
+    out = {b.mask for b in fmt.pte_bits if b.kind != "field" and b.width == 1 and not b.mask & fmt.pfn_mask}
+    if fmt.special_mask is not None:
+        out.add(fmt.special_mask)
+    return sorted(out)
+
+
+def named_layout(case: ArchCase) -> int:
+    """Every bit the PTE layout names outside the pfn field: a helper may change these only."""
+    fmt = case.mode.fmt
+    out = fmt.special_mask or 0
+    for b in fmt.pte_bits:
+        if not b.mask & fmt.pfn_mask:
+            out |= b.mask
+    return out
+
+
+def present_ptes(case: ArchCase, data: st.DataObject, n: int) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """Present PTEs with any combination of the layout's named bits, not only the values
+    ``pfn_pte`` makes: a helper that also changes a bit ``pfn_pte`` never sets hides there."""
+    ops = case.mode.ops
+    bits = named_bits(case)
+    pfns = data.draw(st.lists(pfns_for(case), min_size=n, max_size=n), label="pfns")
+    idx = data.draw(st.lists(st.integers(0, 15), min_size=n, max_size=n), label="prots")
+    flips = data.draw(
+        st.lists(st.integers(0, (1 << len(bits)) - 1), min_size=n, max_size=n), label="named bits to flip"
+    )
+    vals = []
+    for pfn, i, f in zip(pfns, idx, flips, strict=True):
+        p = ptes(case, pfn, i)
+        for k, b in enumerate(bits):
+            if f >> k & 1:
+                p ^= b
+        vals.append(p)
+    arr = np.array(vals, dtype=np.uint64)
+    present: np.ndarray[Any, np.dtype[np.bool_]] = np.asarray(ops.pte_present(arr), dtype=np.bool_)
+    kept: np.ndarray[Any, np.dtype[np.uint64]] = arr[present]
+    return kept
+
+
+def verdicts(case: ArchCase, p: np.ndarray[Any, np.dtype[np.uint64]]) -> dict[str, np.ndarray[Any, Any]]:
+    """What every predicate says of each PTE (and its pfn, and the special hook's answer)."""
+    ops = case.mode.ops
+    out = {name: np.asarray(getattr(ops, name)(p), dtype=np.bool_) for name in PREDICATES}
+    out["pte_pfn"] = np.asarray(ops.pte_pfn(p), dtype=np.uint64)
+    out["pte_special"] = case.bound.pte_special(p)
+    return out
+
+
+def _first_change(
+    before: dict[str, np.ndarray[Any, Any]], after: dict[str, np.ndarray[Any, Any]], skip: str
+) -> tuple[int, dict[str, tuple[object, object]]] | None:
+    """The first PTE (index) whose verdicts other than ``skip`` changed, and how."""
+    diff = np.zeros(next(iter(before.values())).shape, dtype=np.bool_)
+    for k in before:
+        if k != skip:
+            diff |= before[k] != after[k]
+    if not diff.any():
+        return None
+    j = int(np.flatnonzero(diff)[0])
+    return j, {
+        k: (before[k][j].item(), after[k][j].item())
+        for k in before
+        if k != skip and before[k][j] != after[k][j]
+    }
+
+
+class TestHelperFrames:
+    """A helper changes what it names and nothing else, and doing it twice is doing it once.
+
+    Over present PTEs with every combination of the layout's named bits: after ``pte_mkX`` /
+    ``pte_clearX`` its own predicate says what it set and every other predicate, the pfn and
+    ``pte_special`` are unchanged; ``pte_mkspecial`` changes exactly the special bit; each
+    helper and ``pte_modify`` with the same prot are idempotent. (A ``pte_mkspecial`` that
+    also cleared the dirty bit, or toggled the special bit, passed B0-B9.)
+    """
+
+    @SUITE_SETTINGS
+    @given(data=st.data())
+    def test_helpers_change_only_what_they_name(self, arch_case: ArchCase, data: st.DataObject) -> None:
+        ops, fmt = arch_case.mode.ops, arch_case.mode.fmt
+        p = present_ptes(arch_case, data, 16)
+        before = verdicts(arch_case, p)
+        layout = named_layout(arch_case)
+        for helper, verdict, value in SETTERS:
+            q = np.asarray(getattr(ops, helper)(p), dtype=np.uint64)
+            after = verdicts(arch_case, q)
+            if not fmt.tracks_young_dirty and verdict in ("pte_dirty", "pte_young"):
+                assert (q == p).all(), (
+                    f"{arch_case.id}: {helper} must be a no-op where the storage key keeps it"
+                )
+                continue
+            if not ("protnone_pte_write" in fmt.quirks and verdict == "pte_write"):
+                bad = after[verdict] != value
+                if bad.any():
+                    j = int(np.flatnonzero(bad)[0])
+                    raise AssertionError(
+                        f"{arch_case.id}: {helper}({int(p[j]):#018x}) = {int(q[j]):#018x}: {verdict} is not {value}"
+                    )
+            stray = (q ^ p) & ~np.uint64(layout)
+            if stray.any():
+                j = int(np.flatnonzero(stray)[0])
+                raise AssertionError(
+                    f"{arch_case.id}: {helper}({int(p[j]):#018x}) = {int(q[j]):#018x} changed "
+                    f"{int(stray[j]):#x}, bits the layout does not name (or the pfn)"
+                )
+            change = _first_change(before, after, verdict)
+            assert change is None, (
+                f"{arch_case.id}: {helper}({int(p[change[0]]):#018x}) = {int(q[change[0]]):#018x} "
+                f"also changed {change[1]}"
+            )
+
+    @SUITE_SETTINGS
+    @given(data=st.data())
+    def test_mkspecial_changes_only_the_special_bit(self, arch_case: ArchCase, data: st.DataObject) -> None:
+        fmt, bm = arch_case.mode.fmt, arch_case.bound
+        if fmt.special_mask is None:
+            return
+        p = present_ptes(arch_case, data, 16)
+        s = bm.pte_mkspecial(p)
+        mask = np.uint64(fmt.special_mask)
+        other = (s ^ p) & ~mask
+        for j in np.flatnonzero((other != 0) | (s & mask != mask)).tolist():
+            raise AssertionError(
+                f"{arch_case.id}: pte_mkspecial({int(p[j]):#018x}) = {int(s[j]):#018x}: must set "
+                f"{fmt.special_mask:#x} and change nothing else (changed {int(other[j]):#x})"
+            )
+        before, after = verdicts(arch_case, p), verdicts(arch_case, s)
+        assert after["pte_special"].all(), f"{arch_case.id}: pte_special false after pte_mkspecial"
+        change = _first_change(before, after, "pte_special")
+        assert change is None, (
+            f"{arch_case.id}: pte_mkspecial({int(p[change[0]]):#018x}) also changed {change[1]}"
+        )
+
+    @SUITE_SETTINGS
+    @given(data=st.data())
+    def test_helpers_are_idempotent(self, arch_case: ArchCase, data: st.DataObject) -> None:
+        ops, fmt, bm = arch_case.mode.ops, arch_case.mode.fmt, arch_case.bound
+        p = present_ptes(arch_case, data, 16)
+        fns: list[tuple[str, Callable[[Any], Any]]] = [(h, getattr(ops, h)) for h, _v, _x in SETTERS]
+        if fmt.special_mask is not None:
+            fns.append(("pte_mkspecial", bm.pte_mkspecial))
+        prot = fmt.protection_map[data.draw(st.integers(0, 15), label="prot for pte_modify")]
+        fns.append((f"pte_modify(, {prot:#x})", lambda v: ops.pte_modify(v, prot)))
+        for name, f in fns:
+            once = np.asarray(f(p), dtype=np.uint64)
+            twice = np.asarray(f(once), dtype=np.uint64)
+            for j in np.flatnonzero(once != twice).tolist():
+                raise AssertionError(
+                    f"{arch_case.id}: {name} twice != once on {int(p[j]):#018x}: "
+                    f"{int(once[j]):#018x} then {int(twice[j]):#018x}"
+                )

@@ -294,89 +294,172 @@ class TestMmSemantics:
         zero.release_zero_page(m)
         assert m.pages.leaks() == {} and m.pagetable_bytes() == 0
 
-
-def test_anonymous_read_fault_and_the_zero_page(arch_profile: ArchCase) -> None:
-    """mm/memory.c ``do_anonymous_page``: from 2.6.32 (:data:`~mixedmap.rules.ZERO_PAGE`) a read
-    fault of private anonymous memory maps the shared zero pfn, special where the arch has the
-    bit, not refcounted, not in RSS, and ``vm_normal_page`` NULL for it; the write fault on it
-    (``wp_page_copy``) gives a fresh zeroed, refcounted anonymous page. Before, the read fault
-    allocated that page at once. Either way nothing leaks at exit."""
-    m = arch_profile.machine(ram="64M")
-    mm = m.new_mm()
-    ps = m.page_size
-    a = mm.mmap(2 * ps, "rw", MAP_PRIVATE | MAP_ANONYMOUS)
-    vma = mm.find_vma(a)
-    assert vma is not None
-    assert mm.read(a, 8) == bytes(8)
-    slot = mm.pt.pte_slot(a, allocate=False)
-    assert slot is not None, arch_profile.id
-    pte = mm.pt.read_pte(slot)
-    pfn = int(mm.ops.pte_pfn(pte))
-    if ZERO_PAGE.applies(m.profile):
-        assert pfn == zero.zero_pfn(m), f"{arch_profile.id}: read fault mapped {pfn:#x}, not the zero pfn"
-        assert memory.vm_normal_page(vma, a, pte) is None, arch_profile.id
-        assert bool(mm.pte_special_one(pte)) == (m.fmt.special_mask is not None), arch_profile.id
-        assert not mm.ops.pte_write(pte), f"{arch_profile.id}: the zero page is mapped writable"
-        zinfo = m.page(pfn)
-        assert mm.rss["anon"] == 0 and zinfo is not None and zinfo.mapcount == 0, arch_profile.id
-    else:
-        first = m.page(pfn)
-        assert memory.vm_normal_page(vma, a, pte) == pfn, arch_profile.id
-        assert mm.rss["anon"] == 1 and first is not None and first.refcount == 1, arch_profile.id
-    mm.write(a + 3, b"w")
-    pte2 = mm.pt.read_pte(slot)
-    new = int(mm.ops.pte_pfn(pte2))
-    assert mm.ops.pte_write(pte2) and memory.vm_normal_page(vma, a, pte2) == new, arch_profile.id
-    assert (new != pfn) == ZERO_PAGE.applies(m.profile), arch_profile.id
-    assert mm.read(a, 5) == b"\0\0\0w\0" and mm.rss["anon"] == 1, arch_profile.id
-    info = m.page(new)
-    assert info is not None and (info.refcount, info.mapcount) == (1, 1), arch_profile.id
-    mm.exit()
-    zero.release_zero_page(m)
-    assert m.pages.leaks() == {} and m.pagetable_bytes() == 0, arch_profile.id
-
-
-def test_gup_pins_and_ptes_without_pages_618(arch_profile: ArchCase) -> None:
-    """mm/gup.c as a profile with FOLL_PIN (5.6 on, the 6.18 profile) runs it on the arch: a pin
-    adds GUP_PIN_COUNTING_BIAS to a small page and unpin_user_pages restores it; a GUP with a
-    pages array stops at a PTE without a struct page with -EEXIST (5.18), the lockless walk
-    refusing it first where the arch has one; pins held at exit are named by pfn. On an older
-    profile pin_user_pages is an UnsupportedRule that changes nothing."""
-    from mixedmap.errors import EEXIST
-    from mixedmap.mm import gup
-    from mixedmap.rules import GUP_PAGES_EEXIST, PIN_USER_PAGES, UnsupportedRule
-
-    m, base = _device(arch_profile, memmap=False)
-    mm = m.new_mm()
-    ps = m.page_size
-    anon = mm.mmap(2 * ps, "rw", MAP_PRIVATE | MAP_ANONYMOUS)
-    mm.write(anon, b"a")
-    pfn = mm.pt.lookup(anon).pfn
-    if not PIN_USER_PAGES.applies(m.profile):
-        with pytest.raises(UnsupportedRule, match=str(m.profile)):
-            gup.pin_user_pages(mm, anon, 1, write=True)
-        assert m.page(pfn).refcount == 1, arch_profile.id
+    def test_anonymous_read_fault_and_the_zero_page(self, arch_profile: ArchCase) -> None:
+        """mm/memory.c ``do_anonymous_page``: from 2.6.32 (:data:`~mixedmap.rules.ZERO_PAGE`) a read
+        fault of private anonymous memory maps the shared zero pfn, special where the arch has the
+        bit, not refcounted, not in RSS, and ``vm_normal_page`` NULL for it; the write fault on it
+        (``wp_page_copy``) gives a fresh zeroed, refcounted anonymous page. Before, the read fault
+        allocated that page at once. Either way nothing leaks at exit."""
+        m = arch_profile.machine(ram="64M")
+        mm = m.new_mm()
+        ps = m.page_size
+        a = mm.mmap(2 * ps, "rw", MAP_PRIVATE | MAP_ANONYMOUS)
+        vma = mm.find_vma(a)
+        assert vma is not None
+        assert mm.read(a, 8) == bytes(8)
+        slot = mm.pt.pte_slot(a, allocate=False)
+        assert slot is not None, arch_profile.id
+        pte = mm.pt.read_pte(slot)
+        pfn = int(mm.ops.pte_pfn(pte))
+        if ZERO_PAGE.applies(m.profile):
+            assert pfn == zero.zero_pfn(m), f"{arch_profile.id}: read fault mapped {pfn:#x}, not the zero pfn"
+            assert memory.vm_normal_page(vma, a, pte) is None, arch_profile.id
+            assert bool(mm.pte_special_one(pte)) == (m.fmt.special_mask is not None), arch_profile.id
+            assert not mm.ops.pte_write(pte), f"{arch_profile.id}: the zero page is mapped writable"
+            zinfo = m.page(pfn)
+            assert mm.rss["anon"] == 0 and zinfo is not None and zinfo.mapcount == 0, arch_profile.id
+        else:
+            first = m.page(pfn)
+            assert memory.vm_normal_page(vma, a, pte) == pfn, arch_profile.id
+            assert mm.rss["anon"] == 1 and first is not None and first.refcount == 1, arch_profile.id
+        mm.write(a + 3, b"w")
+        pte2 = mm.pt.read_pte(slot)
+        new = int(mm.ops.pte_pfn(pte2))
+        assert mm.ops.pte_write(pte2) and memory.vm_normal_page(vma, a, pte2) == new, arch_profile.id
+        assert (new != pfn) == ZERO_PAGE.applies(m.profile), arch_profile.id
+        assert mm.read(a, 5) == b"\0\0\0w\0" and mm.rss["anon"] == 1, arch_profile.id
+        info = m.page(new)
+        assert info is not None and (info.refcount, info.mapcount) == (1, 1), arch_profile.id
         mm.exit()
-        assert m.pages.leaks() == {}
-        return
-    pinned = gup.pin_user_pages(mm, anon, 1, write=True)
-    assert pinned.tolist() == [pfn] and m.page(pfn).refcount == 1 + gup.GUP_PIN_COUNTING_BIAS, arch_profile.id
-    gup.unpin_user_pages(m, pinned)
-    assert m.page(pfn).refcount == 1, arch_profile.id
-    dev = DeviceFile("mixed", on_mmap=lambda v: setattr(v, "flags", v.flags | VM.MIXEDMAP))
-    d = mm.mmap(ps, "r", MAP_SHARED, file=dev)
-    vma = mm.find_vma(d)
-    assert vma is not None
-    memory.insert_pfn(vma, d, base, vma.page_prot)
-    if GUP_PAGES_EEXIST.applies(m.profile):
-        with pytest.raises(EEXIST) as info:
-            gup.pin_user_pages_fast(mm, d, 1, write=False)
-        if m.fmt.has_lockless_gup:
-            assert info.value.fallback_reason == "special pte", f"{arch_profile.id}: {info.value}"
-    kept = gup.pin_user_pages_fast(mm, anon, 2, write=True)
-    mm.exit()
-    at_exit = {p.pfn for p in mm.pins_at_exit}
-    assert at_exit == set(kept.pfns.tolist()), f"{arch_profile.id}: {mm.pins_at_exit}"
-    assert m.pages.leaks().get("pinned") == 2
-    gup.unpin_user_pages(m, kept.pfns)
-    assert m.pages.leaks() == {} and m.pagetable_bytes() == 0
+        zero.release_zero_page(m)
+        assert m.pages.leaks() == {} and m.pagetable_bytes() == 0, arch_profile.id
+
+    def test_gup_pins_and_ptes_without_pages_618(self, arch_profile: ArchCase) -> None:
+        """mm/gup.c as a profile with FOLL_PIN (5.6 on, the 6.18 profile) runs it on the arch: a pin
+        adds GUP_PIN_COUNTING_BIAS to a small page and unpin_user_pages restores it; a GUP with a
+        pages array stops at a PTE without a struct page with -EEXIST (5.18), the lockless walk
+        refusing it first where the arch has one; pins held at exit are named by pfn. On an older
+        profile pin_user_pages is an UnsupportedRule that changes nothing."""
+        from mixedmap.errors import EEXIST
+        from mixedmap.mm import gup
+        from mixedmap.rules import GUP_PAGES_EEXIST, PIN_USER_PAGES, UnsupportedRule
+
+        m, base = _device(arch_profile, memmap=False)
+        mm = m.new_mm()
+        ps = m.page_size
+        anon = mm.mmap(2 * ps, "rw", MAP_PRIVATE | MAP_ANONYMOUS)
+        mm.write(anon, b"a")
+        pfn = mm.pt.lookup(anon).pfn
+        if not PIN_USER_PAGES.applies(m.profile):
+            with pytest.raises(UnsupportedRule, match=str(m.profile)):
+                gup.pin_user_pages(mm, anon, 1, write=True)
+            assert m.page(pfn).refcount == 1, arch_profile.id
+            mm.exit()
+            assert m.pages.leaks() == {}
+            return
+        pinned = gup.pin_user_pages(mm, anon, 1, write=True)
+        assert pinned.tolist() == [pfn] and m.page(pfn).refcount == 1 + gup.GUP_PIN_COUNTING_BIAS, (
+            arch_profile.id
+        )
+        gup.unpin_user_pages(m, pinned)
+        assert m.page(pfn).refcount == 1, arch_profile.id
+        dev = DeviceFile("mixed", on_mmap=lambda v: setattr(v, "flags", v.flags | VM.MIXEDMAP))
+        d = mm.mmap(ps, "r", MAP_SHARED, file=dev)
+        vma = mm.find_vma(d)
+        assert vma is not None
+        memory.insert_pfn(vma, d, base, vma.page_prot)
+        if GUP_PAGES_EEXIST.applies(m.profile):
+            with pytest.raises(EEXIST) as info:
+                gup.pin_user_pages_fast(mm, d, 1, write=False)
+            if m.fmt.has_lockless_gup:
+                assert info.value.fallback_reason == "special pte", f"{arch_profile.id}: {info.value}"
+        kept = gup.pin_user_pages_fast(mm, anon, 2, write=True)
+        mm.exit()
+        at_exit = {p.pfn for p in mm.pins_at_exit}
+        assert at_exit == set(kept.pfns.tolist()), f"{arch_profile.id}: {mm.pins_at_exit}"
+        assert m.pages.leaks().get("pinned") == 2
+        gup.unpin_user_pages(m, kept.pfns)
+        assert m.pages.leaks() == {} and m.pagetable_bytes() == 0
+
+    def test_cow_and_fork_with_tables_high(self, arch_profile: ArchCase) -> None:
+        """mm/memory.c ``do_wp_page`` and ``copy_page_range`` on a machine whose RAM, and so
+        every page table and page, lies at the top of the physical address bits: fork shares
+        and write-protects, each side's write COWs into its own page, and exit frees it all."""
+        from mixedmap.conformance.test_pgtable import HIGH_RAM, high_bases
+
+        bases = high_bases(arch_profile)
+        if not bases:
+            pytest.skip(f"{arch_profile.id}: physical addresses end at or below 4 GiB")
+        where, base = bases[-1]
+        m = arch_profile.machine(ram=HIGH_RAM, ram_base=base)
+        ps = m.page_size
+        parent = m.new_mm()
+        a = parent.mmap(4 * ps, "rw", MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(4):
+            parent.write(a + i * ps, f"parent {i}".encode())
+        child = parent.fork()
+        shared = parent.pt.lookup(a)
+        assert shared is not None and shared.pa >= base, f"{arch_profile.id}, RAM {where}: {shared}"
+        info = m.page(shared.pfn)
+        assert info is not None and (info.refcount, info.mapcount) == (2, 2), f"{arch_profile.id}: {info}"
+        child.write(a, b"child!")
+        parent.write(a + ps, b"PARENT")
+        assert parent.read(a, 8) == b"parent 0" and child.read(a, 6) == b"child!", arch_profile.id
+        assert child.read(a + ps, 8) == b"parent 1" and parent.read(a + ps, 6) == b"PARENT", arch_profile.id
+        for mm_ in (parent, child):
+            for i in range(4):
+                leaf = mm_.pt.lookup(a + i * ps)
+                assert leaf is not None and base <= leaf.pa < base + HIGH_RAM, f"{arch_profile.id}: {leaf}"
+        c0, p0 = child.pt.lookup(a), parent.pt.lookup(a)
+        assert c0 is not None and p0 is not None and c0.pfn != p0.pfn, arch_profile.id
+        child.exit()
+        parent.exit()
+        zero.release_zero_page(m)
+        assert m.pages.leaks() == {} and m.pagetable_bytes() == 0, arch_profile.id
+
+    def test_pfn_valid_at_every_section_boundary(self, arch_profile: ArchCase) -> None:
+        """``pfn_valid`` (include/linux/mmzone.h, SPARSEMEM: the pfn's section has a memmap)
+        against the memory model the arch declares, on a machine with RAM ending mid-section,
+        a device with a memmap sharing that section, holes, a device without a memmap, a
+        device with a memmap in part of a section, and memory in the last section below
+        MAX_PHYSMEM_BITS: at the first and last pfn of every section around each, on both
+        sides of every boundary, and just past the end. An override right for RAM and wrong
+        beside it shows here."""
+        model = arch_profile.mode.memory
+        if model.kind != "sparsemem":
+            pytest.skip(f"{arch_profile.id}: the core models SPARSEMEM's pfn_valid only ({model.kind})")
+        sec_bits, top_bits = model.section_size_bits, model.max_physmem_bits
+        sec = 1 << sec_bits
+        m = arch_profile.machine(ram=3 * sec + sec // 2)
+        shift = m.fmt.page_shift
+        last = (1 << (top_bits - sec_bits)) - 1
+        regions = [
+            ("shared", 3 * sec + sec // 2, sec // 4, True),
+            ("nomap", 6 * sec, 2 * sec, False),
+            ("partial", 9 * sec + sec // 2, sec // 2, True),
+            ("top", last * sec, sec, True),
+        ]
+        for name, start, size, memmap in regions:
+            m.add_region(name, start, size, memmap=memmap)
+        with_memmap = {0, 1, 2, 3, 9, last}  # RAM (0-3, shared with 'shared'), 'partial', 'top'
+        secs = sorted({*range(12), last - 1, last})
+        probes = []
+        for s in secs:
+            first = (s << sec_bits) >> shift
+            probes += [first, first + 1, ((s + 1) << sec_bits >> shift) - 1]
+        probes.append((1 << top_bits) >> shift)  # the first pfn past MAX_PHYSMEM_BITS
+        for _name, start, size, _memmap in regions:
+            for b in (start, start + size):
+                probes += [(b >> shift) - 1, b >> shift]
+        pfns = np.array(sorted(set(probes)), dtype=np.uint64)
+        want = np.array([(int(p) << shift >> sec_bits) in with_memmap for p in pfns], dtype=np.bool_)
+        got = np.asarray(m.pfn_valid(pfns), dtype=np.bool_)
+        bad = np.flatnonzero(got != want)
+        if bad.size:
+            p = int(pfns[bad[0]])
+            where = next((n for n, st, sz, _ in regions if st <= p << shift < st + sz), "RAM or a hole")
+            raise AssertionError(
+                f"{arch_profile.id}: pfn_valid({p:#x}) = {bool(got[bad[0]])} in section {p << shift >> sec_bits} "
+                f"({where}); the memory model says {bool(want[bad[0]])} "
+                f"({bad.size} of {pfns.size} boundary pfns wrong)"
+            )

@@ -33,6 +33,21 @@ def m_bits(case: ArchCase) -> int:
     return case.mode.memory.max_physmem_bits
 
 
+HIGH_RAM = 64 << 20
+
+
+def high_bases(case: ArchCase) -> list[tuple[str, int]]:
+    """Where to put a small RAM so every table lies high: just above 4 GiB, and at the top of
+    what both MAX_PHYSMEM_BITS and the PTE's address bits reach (sparse: costs nothing)."""
+    top = 1 << min(m_bits(case), case.mode.fmt.pa_bits)
+    out = []
+    if top >= (4 << 30) + HIGH_RAM:
+        out.append(("above 4 GiB", 4 << 30))
+    if top - HIGH_RAM > 4 << 30:
+        out.append((f"top of {top.bit_length() - 1} physical bits", top - HIGH_RAM))
+    return out
+
+
 class TestPageTables:
     """Page tables as bytes: round trips, batches, bad input, large leaves, images."""
 
@@ -190,6 +205,66 @@ class TestPageTables:
         for va, pa in zip(probe.tolist(), got.tolist(), strict=True):
             leaf = pt.lookup(va)
             assert (leaf.pa if leaf else -1) == pa, f"{arch_case.id}: {va:#x}"
+
+    def test_tables_high_in_physical_memory(self, arch_case: ArchCase) -> None:
+        """Every table and page above 4 GiB, then at the top of the physical address bits: an
+        upper-level entry that keeps only 32 (or too few) address bits of the next table
+        walks into nothing. Single maps across the VA space, a batch straddling a table
+        boundary and large leaves; lookup, translate and the walk's table addresses agree."""
+        bases = high_bases(arch_case)
+        if not bases:
+            pytest.skip(f"{arch_case.id}: physical addresses end at or below 4 GiB")
+        for where, base in bases:
+            m = arch_case.machine(ram=HIGH_RAM, ram_base=base)
+            pt = m.new_pagetable()
+            fmt = m.fmt
+            rng = np.random.default_rng(11)
+            limit = user_va_limit(fmt) >> fmt.page_shift
+            vpns = np.unique(rng.integers(0, limit, size=40, dtype=np.uint64))
+            top_pfn = (1 << min(m_bits(arch_case), fmt.pa_bits)) >> fmt.page_shift
+            pfns = rng.integers(top_pfn // 2, top_pfn, size=vpns.size, dtype=np.uint64)
+            for vpn, pfn in zip(vpns.tolist(), pfns.tolist(), strict=True):
+                pt.map(vpn << fmt.page_shift, pfn, "rw")
+            va0 = (user_va_limit(fmt) >> 2) & ~((1 << fmt.levels[-2].shift) - 1)
+            va0 -= 3 * fmt.page_size
+            run = np.arange(top_pfn - 600, top_pfn - 300, dtype=np.uint64)
+            pt.map_range(va0, run, "r")
+            vas = np.concatenate(
+                [
+                    vpns << np.uint64(fmt.page_shift),
+                    np.uint64(va0) + np.arange(run.size, dtype=np.uint64) * np.uint64(fmt.page_size),
+                ]
+            )
+            want = np.concatenate([pfns, run]) << np.uint64(fmt.page_shift)
+            got = pt.translate(vas + np.uint64(0x28))
+            bad = np.flatnonzero(got != (want + np.uint64(0x28)).astype(got.dtype))
+            assert not bad.size, (
+                f"{arch_case.id}, RAM {where} at {base:#x}: {vas[bad[0]]:#x} translated to "
+                f"{int(got[bad[0]]):#x}, not {int(want[bad[0]]) + 0x28:#x}; walk: {pt.walk(int(vas[bad[0]]))}"
+            )
+            for va in vas[:: max(1, vas.size // 50)].tolist():
+                leaf = pt.lookup(va)
+                assert leaf is not None, f"{arch_case.id}, RAM {where}: {va:#x} not mapped"
+                for step in pt.walk(va):
+                    assert base <= step.table_pa < base + HIGH_RAM, (
+                        f"{arch_case.id}, RAM {where}: {va:#x} walks through {step.level} table at "
+                        f"{step.table_pa:#x}, outside RAM [{base:#x}, {base + HIGH_RAM:#x})"
+                    )
+                raw = m.mem.read(leaf.entry_pa, fmt.entry_size)
+                assert raw == leaf.value.to_bytes(fmt.entry_size, fmt.byteorder), arch_case.id
+            for lv in fmt.levels[:-1]:
+                if lv.leaf_ok and lv.page_size <= 1 << 31:
+                    va = lv.page_size * 5
+                    pfn = (top_pfn - 2 * (lv.page_size >> fmt.page_shift)) & ~(
+                        (lv.page_size >> fmt.page_shift) - 1
+                    )
+                    pt.map(va, pfn, "rw", page_size=lv.page_size)
+                    assert pt.translate([va + 0x1238])[0] == (pfn << fmt.page_shift) + 0x1238, (
+                        f"{arch_case.id}, RAM {where}: {lv.name} leaf"
+                    )
+            for vpn in vpns.tolist():
+                pt.unmap(vpn << fmt.page_shift)
+            pt.unmap(va0, run.size)
 
     def test_sparse_physical_memory(self, arch_case: ArchCase) -> None:
         m = arch_case.machine(ram=1 << min(36, m_bits(arch_case)))

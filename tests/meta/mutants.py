@@ -297,6 +297,37 @@ class SpecialHooksInPfn(SpecialPlugin):
         return np.uint64(fmt.pfn_mask & -fmt.pfn_mask)
 
 
+class MkspecialCleansDirty(SpecialPlugin):
+    """``pte_mkspecial`` also clears x86's _PAGE_DIRTY (bit 6): a fresh ``pfn_pte`` is clean,
+    so B0-B9 and "mkspecial changes only its bit on pfn_pte values" never see it."""
+
+    def mkspecial(self, fmt: PageTableFormat, ptes: NDArray[np.uint64]) -> NDArray[np.uint64]:
+        if not self.mutated(fmt):
+            return super().mkspecial(fmt, ptes)
+        return np.asarray((ptes | self.mask(fmt)) & ~np.uint64(0x40), dtype=np.uint64)
+
+
+class MkspecialToggles(SpecialPlugin):
+    """``pte_mkspecial`` XORs the bit: right once, wrong on a PTE that is special already."""
+
+    def mkspecial(self, fmt: PageTableFormat, ptes: NDArray[np.uint64]) -> NDArray[np.uint64]:
+        if not self.mutated(fmt):
+            return super().mkspecial(fmt, ptes)
+        return np.asarray(ptes ^ self.mask(fmt), dtype=np.uint64)
+
+
+class PfnValidNextSection(SpecialPlugin):
+    """``mixedmap_pfn_valid`` right for RAM, but also true for the section after every
+    section with a memmap (an override that rounds the end up)."""
+
+    @hookimpl
+    def mixedmap_pfn_valid(self, memmap: Any, pfns: NDArray[np.uint64]) -> NDArray[np.bool_]:
+        valid: NDArray[np.bool_] = memmap.pfn_valid(pfns)
+        step = np.uint64(memmap.pages_per_section)
+        prev = np.where(pfns >= step, pfns - step, pfns)
+        return np.asarray(valid | memmap.pfn_valid(prev), dtype=np.bool_)
+
+
 class PfnValidEverything(SpecialPlugin):
     """``mixedmap_pfn_valid`` answers True for every frame, device memory without a
     memmap included (an arch override that forgot the memory model)."""
@@ -304,6 +335,17 @@ class PfnValidEverything(SpecialPlugin):
     @hookimpl
     def mixedmap_pfn_valid(self, memmap: object, pfns: NDArray[np.uint64]) -> NDArray[np.bool_]:
         return np.ones(pfns.shape, dtype=np.bool_)
+
+
+class TablePaLow32(DelegatingOps):
+    """An upper-level ``table_pa`` that keeps only the low 32 bits of the next table's
+    address: right while every table lies below 4 GiB."""
+
+    def table_pa(self, i: int, entry: Value) -> Value:
+        pa = self.real.table_pa(i, entry)
+        if isinstance(pa, np.ndarray):
+            return np.asarray(pa & np.uint64(0xFFFFFFFF), dtype=np.uint64)
+        return int(pa) & 0xFFFFFFFF
 
 
 # -- the mutants ------------------------------------------------------------------------
@@ -322,6 +364,9 @@ class Mutant:
     fmt_change: Callable[[PageTableFormat], PageTableFormat] | None = None
     #: For load-time mutants: a fragment of the error the host must report.
     load_error: str = ""
+    #: A bug the suite let through before issue 15's checks: with those deselected
+    #: (:data:`NEW_CHECKS`) the suite must pass it, so the new checks are what catch it.
+    passed_old_suite: bool = False
 
     @property
     def group(self) -> tuple[str, str]:
@@ -356,6 +401,16 @@ def build_spec(m: Mutant) -> ArchSpec:
         unsupported=base.unsupported,
     )
 
+
+#: The checks added for the four kinds of porting bug the suite let through (issue 15).
+NEW_CHECKS = (
+    "test_helpers_change_only_what_they_name",
+    "test_mkspecial_changes_only_the_special_bit",
+    "test_helpers_are_idempotent",
+    "test_tables_high_in_physical_memory",
+    "test_cow_and_fork_with_tables_high",
+    "test_pfn_valid_at_every_section_boundary",
+)
 
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
@@ -473,6 +528,38 @@ MUTANTS: tuple[Mutant, ...] = (
         what="protection_map __P011 is the shared writable pgprot",
         catch=("helpers", "mm"),
         fmt_change=writable_private,
+    ),
+    Mutant(
+        name="mut_x86_mkspecialclean",
+        base="x86_64",
+        what="pte_mkspecial also clears the dirty bit",
+        catch=("helpers",),
+        plugin=MkspecialCleansDirty,
+        passed_old_suite=True,
+    ),
+    Mutant(
+        name="mut_x86_mkspecialxor",
+        base="x86_64",
+        what="pte_mkspecial toggles the special bit (XOR) instead of setting it",
+        catch=("helpers",),
+        plugin=MkspecialToggles,
+        passed_old_suite=True,
+    ),
+    Mutant(
+        name="mut_x86_tablepa32",
+        base="x86_64",
+        what="table_pa keeps only the low 32 bits of the next table's address",
+        catch=("pgtable", "mm"),
+        ops=TablePaLow32,
+        passed_old_suite=True,
+    ),
+    Mutant(
+        name="mut_x86_pfnvalidnext",
+        base="x86_64",
+        what="mixedmap_pfn_valid also true for the section after every section with a memmap",
+        catch=("mm",),
+        plugin=PfnValidNextSection,
+        passed_old_suite=True,
     ),
 )
 

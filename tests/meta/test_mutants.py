@@ -27,7 +27,7 @@ import attrs
 import pytest
 
 from mixedmap.testing.distributions import make_distribution
-from tests.meta.mutants import MUTANTS, Mutant, base_installed, controls, distribution_files
+from tests.meta.mutants import MUTANTS, NEW_CHECKS, Mutant, base_installed, controls, distribution_files
 
 MAX_EXAMPLES = "20"
 #: Dropped from the child's environment: they would change the child pytest run.
@@ -62,9 +62,10 @@ class Run:
         )
 
 
-def run_conformance(m: Mutant, root: Path) -> Run:
-    """Install ``m`` as a distribution under ``root`` and run the suite on it in a subprocess."""
-    work = root / m.name
+def run_conformance(m: Mutant, root: Path, old_suite: bool = False) -> Run:
+    """Install ``m`` as a distribution under ``root`` and run the suite on it in a subprocess
+    (``old_suite``: with the checks added for issue 15 deselected)."""
+    work = root / (m.name + ("-old" if old_suite else ""))
     dist, modules, eps = distribution_files(m)
     site = make_distribution(work / "site", dist, modules, eps)
     out = work / "conformance.json"
@@ -86,6 +87,7 @@ def run_conformance(m: Mutant, root: Path) -> Run:
         MAX_EXAMPLES,
         "--",
         "--hypothesis-seed=0",
+        *(("-k", " and ".join(f"not {name}" for name in NEW_CHECKS)) if old_suite else ()),
     )
     start = time.monotonic()
     proc = subprocess.run(
@@ -104,14 +106,15 @@ class MetaRunner:
         self._futures: dict[str, Future[Run]] = {}
         self._lock = threading.Lock()
 
-    def submit(self, m: Mutant) -> Future[Run]:
+    def submit(self, m: Mutant, old_suite: bool = False) -> Future[Run]:
+        key = m.name + ("-old" if old_suite else "")
         with self._lock:
-            if m.name not in self._futures:
-                self._futures[m.name] = self._pool.submit(run_conformance, m, self.root)
-            return self._futures[m.name]
+            if key not in self._futures:
+                self._futures[key] = self._pool.submit(run_conformance, m, self.root, old_suite)
+            return self._futures[key]
 
-    def result(self, m: Mutant) -> Run:
-        return self.submit(m).result()
+    def result(self, m: Mutant, old_suite: bool = False) -> Run:
+        return self.submit(m, old_suite).result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -127,7 +130,7 @@ def meta_runner(
             spec = getattr(item, "callspec", None)
             m = spec.params.get("mutant") if spec is not None else None
             if isinstance(m, Mutant) and base_installed(m.base):
-                runner.submit(m)
+                runner.submit(m, old_suite=item.name.startswith("test_new_kind_passed_the_old_suite"))
     yield runner
     runner.close()
 
@@ -204,3 +207,18 @@ def test_unmutated_twin_passes(mutant: Mutant, meta_runner: MetaRunner) -> None:
     assert run.code == 0 and run.report is not None, run.explain()
     assert run.failures == []
     assert run.report["matrix"].get(mutant.name), f"no test ran on {mutant.name}\n{run.explain()}"
+
+
+OLD_KINDS = [m for m in MUTANTS if m.passed_old_suite]
+
+
+@pytest.mark.parametrize("mutant", OLD_KINDS, ids=[m.name for m in OLD_KINDS])
+def test_new_kind_passed_the_old_suite(mutant: Mutant, meta_runner: MetaRunner) -> None:
+    """The four kinds of porting bug of issue 15 got through the suite before its checks: with
+    those checks deselected the suite passes each mutant, so the new checks are the catch."""
+    _need_base(mutant)
+    run = meta_runner.result(mutant, old_suite=True)
+    assert run.report is not None, f"no JSON written\n{run.explain()}"
+    assert run.code == 0 and run.failures == [], (
+        f"{mutant.name} is caught without the new checks: {[f['test'] for f in run.failures]}\n{run.explain()}"
+    )

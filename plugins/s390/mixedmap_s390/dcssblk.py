@@ -421,7 +421,7 @@ def image_params(machine: Machine, size: int) -> dict[str, Any]:
     (CP DEFSEG) at the first memory section above guest storage: a 1 GiB image starts at
     256 MiB on a 256 MiB guest and ends below 2 GiB, as 2.6.2x's 31-bit DIAGNOSE X'64' needs."""
     sec = 1 << machine.mode.mode.memory.section_size_bits
-    start = -(-machine.ram_size // sec) * sec
+    start = -(-machine.ram_end // sec) * sec
     return {"segment": "GUESTIMG", "start": start, "size": size, "type": "SR"}
 
 

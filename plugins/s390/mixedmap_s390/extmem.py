@@ -126,7 +126,7 @@ class Extmem:
         #: vmemmap_start)`` (``arch/s390/boot/startup.c``), taken as max(RAM, 512 GiB) capped
         #: at ``1 << MAX_PHYSMEM_BITS``. Settable, as the boot options that move it.
         self.max_mappable = (
-            min(max(machine.ram_size, MAX_DCSS_ADDR), 1 << machine.mode.mode.memory.max_physmem_bits)
+            min(max(machine.ram_end, MAX_DCSS_ADDR), 1 << machine.mode.mode.memory.max_physmem_bits)
             if _new_extmem(machine)
             else VMEM_MAX_PHYS_26
         )
