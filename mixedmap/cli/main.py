@@ -15,6 +15,7 @@ from mixedmap.cli.diff import diff_cmd
 from mixedmap.cli.layout import layout
 from mixedmap.cli.profiles import profiles
 from mixedmap.cli.pte import pte
+from mixedmap.cli.quiz import quiz
 from mixedmap.cli.scenarios import run_cmd, trace
 from mixedmap.cli.walk import walk
 from mixedmap.cli.xip import xip
@@ -42,6 +43,7 @@ def main(ctx: click.Context, disable: tuple[str, ...], verbose: int, log_json: b
 
 for _command in (arches, pte, walk, layout, xip, trace, conformance, profiles, run_cmd, diff_cmd):
     main.add_command(_command)
+main.add_command(quiz)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
