@@ -19,8 +19,11 @@ def _pfns(pfns: int | NDArray[np.int64] | NDArray[np.uint64]) -> NDArray[np.uint
 
 def page_add_file_rmap(memmap: MemMap, pfns: int | NDArray[np.uint64]) -> None:
     """mapcount +1 per occurrence (mm/rmap.c ``page_add_file_rmap``)."""
-    row, col = memmap.rows(_pfns(pfns))
-    np.add.at(memmap.mapcount, (row, col), 1)
+    if type(pfns) is int and pfns >= 0:  # the scalar fault path: plain ints, no temporaries
+        row, col = memmap.row_col(pfns)
+        memmap.mapcount[row, col] += 1
+        return
+    memmap.add("mapcount", _pfns(pfns), 1)
 
 
 def page_dup_rmap(memmap: MemMap, pfns: int | NDArray[np.uint64]) -> None:
@@ -39,11 +42,13 @@ def page_add_new_anon_rmap(memmap: MemMap, pfn: int, mm_id: int, index: int) -> 
 
 def page_remove_rmap(memmap: MemMap, pfns: int | NDArray[np.uint64]) -> None:
     """mapcount -1 per occurrence (mm/rmap.c ``page_remove_rmap``)."""
-    row, col = memmap.rows(_pfns(pfns))
-    np.subtract.at(memmap.mapcount, (row, col), 1)
+    memmap.add("mapcount", _pfns(pfns), -1)
 
 
 def is_anon(memmap: MemMap, pfns: int | NDArray[np.uint64]) -> NDArray[np.bool_]:
+    if type(pfns) is int and pfns >= 0:
+        r, c = memmap.row_col(pfns)
+        return np.array([memmap.flags[r, c] & np.uint32(PG.anon) != 0], dtype=np.bool_)
     row, col = memmap.rows(_pfns(pfns))
     anon: NDArray[np.bool_] = (memmap.flags[row, col] & np.uint32(PG.anon)) != 0
     return anon

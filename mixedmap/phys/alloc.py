@@ -72,6 +72,10 @@ class FrameAllocator:
         if count <= 0 or align <= 0 or align & (align - 1):
             raise ValueError(f"bad contiguous request count={count} align={align}")
         self._raise_floor()
+        if count == 1 and align == 1:  # one frame (a page table): the lowest free is the floor
+            if self._floor >= self.nr_frames:
+                raise OutOfMemory(f"no {count} contiguous free frames aligned to {align}")
+            return self._take(self._floor, 1)
         first = (-self.start_pfn) % align
         lo = first + max(0, self._floor - first) // align * align
         step = max(align, 256)  # small windows first: the floor usually sits next to a hole
@@ -90,8 +94,12 @@ class FrameAllocator:
     def _raise_floor(self) -> None:
         """Move the floor up to the lowest free frame (the search stays lowest-first)."""
         pos = self._floor
+        if pos < self.nr_frames and not self._used[pos]:
+            return  # the floor frame itself is free (the usual case after a free)
+        step = 64  # small windows first: the next free frame is usually close
         while pos < self.nr_frames:
-            end = min(self.nr_frames, pos + (1 << 16))
+            end = min(self.nr_frames, pos + step)
+            step = min(step * 4, 1 << 16)
             free = np.flatnonzero(~self._used[pos:end])
             if free.size:
                 pos += int(free[0])
@@ -108,7 +116,8 @@ class FrameAllocator:
         """Return frames; freeing a free frame is a kernel bug (``bad_page``)."""
         arr = np.atleast_1d(np.asarray(pfns, dtype=np.uint64))
         rel = self._rel(arr)
-        if np.unique(rel).size != rel.size:
+        distinct = rel.size < 2 or bool((rel[1:] > rel[:-1]).all())  # ascending: no sort needed
+        if not distinct and np.unique(rel).size != rel.size:
             raise VMBug("free: the same frame appears twice in one free")
         bad = ~self._used[rel]
         if bad.any():

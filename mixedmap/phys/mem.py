@@ -45,6 +45,12 @@ class PhysMem:
         """Host bytes holding simulated frames (what sparseness saves is the rest)."""
         return len(self._slot) * BLOCK_SIZE
 
+    def release_host(self) -> None:
+        """Forget every stored byte at once (all memory reads as zero again): for a machine
+        that is done with, so the host storage returns before the garbage collector gets to
+        the machine's reference cycles."""
+        PhysMem.__init__(self)
+
     def _sb_index(self, sb: int) -> int:
         # The last entry of _top always maps to the empty row, so lookups can clip to it.
         if sb >= self._top.size - 1:
@@ -110,7 +116,11 @@ class PhysMem:
         pages mostly never stored any); only those cost a Python step."""
         if blocks.size == 0:
             return
-        for block in np.unique(blocks[self._lookup_slots(blocks) != 0]).tolist():
+        if blocks.size <= 64:  # a frame or a few: the dict answers faster than a gather
+            stored = sorted({b for b in blocks.tolist() if b in self._slot})
+        else:
+            stored = np.unique(blocks[self._lookup_slots(blocks) != 0]).tolist()
+        for block in stored:
             slot = self._slot.pop(block)
             self._store[slot] = 0
             self._second[int(self._top[block >> _SB_SHIFT]), block & _SB_MASK] = 0
@@ -187,6 +197,17 @@ class PhysMem:
                 self.discard(head, tail - head)
             if end > tail:
                 self._zero(tail, end - tail)
+            return
+        if pa % 8 == 0:  # whole entries: one slice of each block they cover
+            dtype = _U64[byteorder]
+            end = pa + count * 8
+            while pa < end:
+                block, off = pa >> BLOCK_SHIFT, pa & (BLOCK_SIZE - 1)
+                n = min(end - pa, BLOCK_SIZE - off)
+                slot = self._slot_for(block)  # may grow the store: index it afterwards
+                words = self._store[slot].view(dtype)
+                words[off >> 3 : (off + n) >> 3] = value
+                pa += n
             return
         pas = np.arange(pa, pa + count * 8, 8, dtype=np.uint64)
         self.scatter_u64(pas, np.full(count, value, dtype=np.uint64), byteorder)

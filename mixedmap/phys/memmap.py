@@ -116,9 +116,26 @@ class MemMap:
         )
         return self._nrows * self.pages_per_section * per_row
 
+    def release_host(self) -> None:
+        """Drop the host arrays of every struct page (they read as zero afterwards): for a
+        machine that is done with, so its memory returns before the garbage collector gets
+        to the machine's reference cycles. The sections stay: :meth:`memmap_bytes`, the
+        kernel's figure, is unchanged."""
+        rows = (2, self.pages_per_section)
+        self._slot = np.zeros(self._slot.size, dtype=np.intp)
+        self._nrows = 1
+        self.refcount = np.zeros(rows, dtype=np.int32)
+        self.mapcount = np.zeros(rows, dtype=np.int32)
+        self.flags = np.zeros(rows, dtype=np.uint32)
+        self.mapping = np.zeros(rows, dtype=np.int64)
+        self.index = np.zeros(rows, dtype=np.uint64)
+
     # -- pfn_valid ------------------------------------------------------------------------
     def pfn_valid(self, pfns: NDArray[np.uint64]) -> NDArray[np.bool_]:
         """Generic SPARSEMEM pfn_valid (2.6.27 ``include/linux/mmzone.h``)."""
+        if isinstance(pfns, np.ndarray) and pfns.shape == (1,) and pfns.dtype == np.uint64:
+            sec1 = int(pfns[0]) >> self.pfn_section_shift  # the scalar fault path
+            return np.array([sec1 < self._has_memmap.size and bool(self._has_memmap[sec1])], dtype=np.bool_)
         sec = np.asarray(pfns, dtype=np.uint64) >> np.uint64(self.pfn_section_shift)
         inside = sec < np.uint64(self._has_memmap.size)
         out = np.zeros(sec.shape, dtype=np.bool_)
@@ -132,12 +149,16 @@ class MemMap:
         Every pfn must have a struct page; the first that does not is named.
         """
         pfns = np.asarray(pfns, dtype=np.uint64)
-        valid = self.pfn_valid(pfns)
-        if not valid.all():
-            raise AddressError(
-                f"pfn {int(pfns[~valid][0]):#x} has no struct page (its section has no memmap)"
-            )
         sec = (pfns >> np.uint64(self.pfn_section_shift)).astype(np.intp)
+        if sec.size:
+            lo, hi = int(sec.min()), int(sec.max())
+            # one slice answers for a batch within sections that all have a memmap
+            if lo < 0 or hi >= self._has_memmap.size or not bool(self._has_memmap[lo : hi + 1].all()):
+                valid = self.pfn_valid(pfns)
+                if not valid.all():
+                    raise AddressError(
+                        f"pfn {int(pfns[~valid][0]):#x} has no struct page (its section has no memmap)"
+                    )
         row = self._slot[sec]
         if (row == 0).any():
             for s in np.unique(sec[row == 0]).tolist():
@@ -145,6 +166,62 @@ class MemMap:
             row = self._slot[sec]
         col = (pfns & np.uint64(self.pages_per_section - 1)).astype(np.intp)
         return row, col
+
+    def row_col(self, pfn: int) -> tuple[int, int]:
+        """:meth:`rows` for one pfn as plain ints: the scalar fault path's lookup."""
+        sec = pfn >> self.pfn_section_shift
+        if pfn < 0 or sec >= self._has_memmap.size or not self._has_memmap[sec]:
+            raise AddressError(f"pfn {pfn:#x} has no struct page (its section has no memmap)")
+        row = int(self._slot[sec])
+        if row == 0:
+            row = self._new_row()
+            self._slot[sec] = row
+        return row, pfn & (self.pages_per_section - 1)
+
+    def spans(self, pfns: NDArray[np.uint64]) -> list[tuple[int, int, int]] | None:
+        """``(row, first col, end col)`` per section of an ascending run of consecutive pfns
+        (struct pages created on first touch, as :meth:`rows`), or None for any other batch.
+
+        A fault-around or populate batch over a device is one such run: its refcount and
+        mapcount updates are then a slice per section instead of a gather and a scatter per
+        page. None also when a pfn has no struct page (:meth:`rows` names it).
+        """
+        n = int(pfns.size)
+        if n == 0:
+            return None
+        first = int(pfns[0])
+        if int(pfns[-1]) - first != n - 1 or (n > 1 and not bool((pfns[1:] > pfns[:-1]).all())):
+            return None
+        shift = self.pfn_section_shift
+        s0, s1 = first >> shift, (first + n - 1) >> shift
+        if s1 >= self._has_memmap.size or not bool(self._has_memmap[s0 : s1 + 1].all()):
+            return None
+        out: list[tuple[int, int, int]] = []
+        for sec in range(s0, s1 + 1):
+            row = int(self._slot[sec])
+            if row == 0:
+                row = self._new_row()
+                self._slot[sec] = row
+            lo = max(first, sec << shift) - (sec << shift)
+            hi = min(first + n, (sec + 1) << shift) - (sec << shift)
+            out.append((row, lo, hi))
+        return out
+
+    def add(self, field: str, pfns: NDArray[np.uint64], delta: int) -> None:
+        """``field`` += ``delta`` once per occurrence of each pfn (``np.add.at`` semantics):
+        a slice per section for a run of consecutive pfns, one fancy-indexed add for distinct
+        ascending pfns, ``np.add.at`` otherwise."""
+        arr: NDArray[np.int32] = getattr(self, field)
+        spans = self.spans(pfns)
+        if spans is not None:
+            for row, lo, hi in spans:
+                arr[row, lo:hi] += delta
+            return
+        row_, col = self.rows(pfns)
+        if pfns.size < 2 or bool((pfns[1:] > pfns[:-1]).all()):
+            arr[row_, col] += delta
+        else:
+            np.add.at(arr, (row_, col), delta)
 
     def _new_row(self) -> int:
         row = self._nrows

@@ -55,7 +55,12 @@ def _arr(pfns: int | NDArray[np.uint64] | list[int]) -> NDArray[np.uint64]:
     arr = np.atleast_1d(np.asarray(pfns))
     if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
         raise ValueError(f"negative pfn {int(arr.min())}")
-    return arr.astype(np.uint64)
+    return arr.astype(np.uint64, copy=False)
+
+
+def _ascending(arr: NDArray[np.uint64]) -> bool:
+    """Distinct pfns in ascending order (then np.unique would return them as they are)."""
+    return arr.size < 2 or bool((arr[1:] > arr[:-1]).all())
 
 
 class PageAllocator:
@@ -98,34 +103,73 @@ class PageAllocator:
         return first
 
     def _init(self, pfns: NDArray[np.uint64], flags: int) -> None:
-        row, col = self.memmap.rows(pfns)
-        self.memmap.refcount[row, col] = 1
-        self.memmap.mapcount[row, col] = 0
-        self.memmap.flags[row, col] = flags
-        self.memmap.mapping[row, col] = 0
-        self.memmap.index[row, col] = 0
+        mm = self.memmap
+        spans = mm.spans(pfns)
+        if spans is not None:  # a run of frames (alloc_contig, or a fresh batch): slices
+            for srow, lo, hi in spans:
+                mm.refcount[srow, lo:hi] = 1
+                mm.mapcount[srow, lo:hi] = 0
+                mm.flags[srow, lo:hi] = flags
+                mm.mapping[srow, lo:hi] = 0
+                mm.index[srow, lo:hi] = 0
+        else:
+            row, col = mm.rows(pfns)
+            mm.refcount[row, col] = 1
+            mm.mapcount[row, col] = 0
+            mm.flags[row, col] = flags
+            mm.mapping[row, col] = 0
+            mm.index[row, col] = 0
         self.mem.discard_frames(pfns, self.page_shift)
 
     def page_count(self, pfns: int | NDArray[np.uint64]) -> NDArray[np.int32]:
+        if type(pfns) is int and pfns >= 0:  # the scalar fault path
+            r, c = self.memmap.row_col(pfns)
+            return self.memmap.refcount[r, c : c + 1].copy()
         row, col = self.memmap.rows(_arr(pfns))
         counts: NDArray[np.int32] = self.memmap.refcount[row, col]
         return counts
 
     def get_page(self, pfns: int | NDArray[np.uint64]) -> None:
         """Take a reference on each page (a pfn may repeat: one reference per occurrence)."""
+        if type(pfns) is int and pfns >= 0:  # the scalar fault path: plain ints
+            r, c = self.memmap.row_col(pfns)
+            if self.memmap.refcount[r, c] <= 0:
+                raise VMBug(f"get_page on free page {pfns:#x} (refcount 0)")
+            self.memmap.refcount[r, c] += 1
+            if self.tracer is not None:
+                self._trace("get_page", "include/linux/mm.h:get_page", np.array([pfns], dtype=np.uint64))
+            return
         arr = _arr(pfns)
-        row, col = self.memmap.rows(arr)
-        dead = self.memmap.refcount[row, col] <= 0
-        if dead.any():
-            raise VMBug(f"get_page on free page {int(arr[dead][0]):#x} (refcount 0)")
-        np.add.at(self.memmap.refcount, (row, col), 1)
+        refcount = self.memmap.refcount
+        spans = self.memmap.spans(arr)
+        if spans is not None:  # a run of pages (a device range): a slice per section
+            done = 0
+            for srow, lo, hi in spans:
+                dead = np.flatnonzero(refcount[srow, lo:hi] <= 0)
+                if dead.size:
+                    raise VMBug(f"get_page on free page {int(arr[done + int(dead[0])]):#x} (refcount 0)")
+                done += hi - lo
+            for srow, lo, hi in spans:
+                refcount[srow, lo:hi] += 1
+        else:
+            row, col = self.memmap.rows(arr)
+            freed = refcount[row, col] <= 0
+            if freed.any():
+                raise VMBug(f"get_page on free page {int(arr[freed][0]):#x} (refcount 0)")
+            if _ascending(arr):
+                refcount[row, col] += 1
+            else:
+                np.add.at(refcount, (row, col), 1)
         if self.tracer is not None:
             self._trace("get_page", "include/linux/mm.h:get_page", arr)
 
     def put_page(self, pfns: int | NDArray[np.uint64]) -> NDArray[np.uint64]:
         """Drop a reference on each page; frees those that reach zero and returns them."""
         arr = _arr(pfns)
-        uniq, drops = np.unique(arr, return_counts=True)
+        if _ascending(arr):  # what np.unique would answer, without the sort
+            uniq, drops = arr, np.ones(arr.shape, dtype=np.int64)
+        else:
+            uniq, drops = np.unique(arr, return_counts=True)
         return self._put(uniq, drops, arr, "put_page", "mm/swap.c:put_page")
 
     def _put(
@@ -169,7 +213,7 @@ class PageAllocator:
     def free_pages(self, pfns: int | NDArray[np.uint64]) -> None:
         """``__free_pages``: the caller's reference must be the last one."""
         arr = _arr(pfns)
-        if np.unique(arr).size != arr.size:
+        if not _ascending(arr) and np.unique(arr).size != arr.size:
             raise VMBug("free_pages: the same page appears twice (double free)")
         counts = self.page_count(arr)
         if (counts == 0).any():
