@@ -37,6 +37,7 @@ from mixedmap.mm.vma import mnemonics
 from mixedmap.pgtable import PageTable
 from mixedmap.phys.mem import BLOCK_SIZE, PhysMem
 from mixedmap.plugin.registry import ArchRegistry, BoundMode, default_registry
+from mixedmap.vmcore import ELF_MACHINE, ELF_MAGIC, read_vmcore, write_vmcore
 
 log = get_logger("mixedmap.dump")
 
@@ -73,6 +74,9 @@ class DumpFiles:
     raw: Path
     #: None unless the machine is x86_64.
     lime: Path | None
+    #: ``<name>.vmcore``, the ELF core with VMCOREINFO (mixedmap.vmcore); None for an arch
+    #: without an ELF machine number.
+    vmcore: Path | None = None
     #: Length of the raw image (end of the highest region or stored block).
     raw_size: int
     #: Mapped pages listed in the manifest, over all address spaces.
@@ -359,7 +363,8 @@ def dump_machine(machine: Machine, directory: str | Path, name: str) -> DumpFile
     """
     directory = Path(directory)
     with_lime = machine.arch == "x86_64"
-    suffixes = (".raw", ".json") + ((".lime",) if with_lime else ())
+    with_vmcore = machine.arch in ELF_MACHINE
+    suffixes = (".raw", ".json") + ((".lime",) if with_lime else ()) + ((".vmcore",) if with_vmcore else ())
     _check_target(directory, name, suffixes)
     created = not directory.exists()
     try:
@@ -386,8 +391,13 @@ def dump_machine(machine: Machine, directory: str | Path, name: str) -> DumpFile
             raw = stack.enter_context(open(temps[".raw"], "wb"))
             lime = stack.enter_context(open(temps[".lime"], "wb")) if with_lime else None
             raw_size = _write_images(machine, raw, lime)
+        if with_vmcore:
+            with open(temps[".vmcore"], "wb") as core:
+                write_vmcore(machine, core)
         t1 = time.perf_counter()
         files = {"raw": final[".raw"].name, "lime": final[".lime"].name if with_lime else None}
+        if with_vmcore:
+            files["vmcore"] = final[".vmcore"].name
         with open(temps[".json"], "wb") as fh:
             nr_pages = _write_manifest(fh, _header(machine, name, files, raw_size), machine)
         for suffix in sorted(suffixes, key=lambda s: s == ".json"):
@@ -407,6 +417,7 @@ def dump_machine(machine: Machine, directory: str | Path, name: str) -> DumpFile
         manifest=final[".json"],
         raw=final[".raw"],
         lime=final.get(".lime"),
+        vmcore=final.get(".vmcore"),
         raw_size=raw_size,
         nr_pages=nr_pages,
     )
@@ -446,8 +457,12 @@ def load_raw(path: str | Path) -> PhysMem:
     """A raw image back into sparse memory, reading only the file's data extents.
 
     Uses SEEK_DATA/SEEK_HOLE where the filesystem has them (a 1 GiB image with a few
-    MiB written loads in milliseconds); elsewhere reads the whole file.
+    MiB written loads in milliseconds); elsewhere reads the whole file. A vmcore (an ELF
+    file) is read through :func:`mixedmap.vmcore.read_vmcore`, by physical address.
     """
+    with open(path, "rb") as probe:
+        if probe.read(4) == ELF_MAGIC:
+            return read_vmcore(path).mem
     mem = PhysMem()
     chunk = 256 * BLOCK_SIZE
     with open(path, "rb") as fh:

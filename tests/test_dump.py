@@ -35,6 +35,7 @@ from mixedmap.mm.mm import MM
 from mixedmap.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, mnemonics
 from mixedmap.phys.mem import PhysMem
 from mixedmap.rules import FILEMAP_XIP
+from mixedmap.vmcore import ELF_MACHINE
 from tests.conftest import CASES, REGISTRY, Case
 
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
@@ -157,7 +158,8 @@ def test_manifest_describes_the_machine(dumped: tuple[Scenario, DumpFiles]) -> N
     ], tag  # fmt: skip
     assert int(man["raw_size"], 16) == DEV_START + DEV_SIZE == files.raw.stat().st_size, tag
     lime = "image.lime" if m.arch == "x86_64" else None
-    assert man["files"] == {"raw": "image.raw", "lime": lime}, tag
+    vmcore = {"vmcore": "image.vmcore"} if m.arch in ELF_MACHINE else {}  # needs an ELF machine
+    assert man["files"] == {"raw": "image.raw", "lime": lime, **vmcore}, tag
     assert (files.lime is not None) == (m.arch == "x86_64") and files.raw.name == "image.raw", tag
     written = {p.name for p in files.directory.iterdir()}
     assert written == {"image.json", *(f for f in man["files"].values() if f)}, tag  # no temporary left
