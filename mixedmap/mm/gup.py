@@ -30,7 +30,8 @@ anything changes.
 Not modelled (6.18 text read, mm/gup.c): ``gup_must_unshare`` (-EMLINK and a
 FAULT_FLAG_UNSHARE fault for a read-only pin of a possibly shared anonymous page: the model has
 no PageAnonExclusive and no unshare fault), fork's ``write_protect_seq`` (the model's fork never
-overlaps a walk), large folios (``_pincount``), ``check_and_migrate_movable_pages`` (no
+overlaps a walk), fork's early copy of a pinned anonymous page (:func:`page_needs_cow_for_dma`
+answers the question, but ``copy_page_range`` does not ask it yet), large folios (``_pincount``), ``check_and_migrate_movable_pages`` (no
 ZONE_MOVABLE/CMA), secretmem, hugetlb, FOLL_DUMP, and FOLL_TOUCH's ``folio_mark_accessed``/
 ``folio_mark_dirty`` on a page that is grabbed.
 """
@@ -82,6 +83,7 @@ __all__ = [
     "get_user_pages_fast",
     "mm_populate",
     "page_maybe_dma_pinned",
+    "page_needs_cow_for_dma",
     "pin_user_pages",
     "pin_user_pages_fast",
     "populate_vma_page_range",
@@ -467,6 +469,32 @@ def folio_maybe_dma_pinned(machine: Machine, pfns: int | NDArray[np.uint64] | li
     counts = machine.pages.page_count(_pfn_array(pfns))
     maybe: NDArray[np.bool_] = counts >= GUP_PIN_COUNTING_BIAS
     return maybe
+
+
+def page_needs_cow_for_dma(vma: VMA, pfns: int | NDArray[np.uint64] | list[int]) -> NDArray[np.bool_]:
+    """include/linux/mm.h ``page_needs_cow_for_dma`` (6.18 ``folio_needs_cow_for_dma``): must
+    fork give the child its own copy of these anonymous pages at once (``copy_present_page``)
+    instead of sharing them write-protected? True for a page that may be DMA-pinned in a COW
+    VMA of an mm that ever pinned (MMF_HAS_PINNED), so a later COW cannot leave the pinner
+    looking at the child's page.
+
+    Since 70e806e4e645 'mm: Do early cow for pinned pages during fork() for ptes' (P. Xu, 5.9;
+    renamed page_needs_cow_for_dma in 5.12, release from memory, not re-read). The model has
+    no MMF_HAS_PINNED bit: the pin ledger (``machine.pages.pin_count``) stands for it, which
+    is exact where the kernel's test is fuzzy (``folio_maybe_dma_pinned`` can say yes for 1024
+    plain references). It needs the pin bias (5.7): on earlier profiles it is an
+    :class:`~mixedmap.rules.UnsupportedRule`. mm/memory.c ``copy_page_range`` does not call it
+    yet (the model's fork shares a pinned page)."""
+    machine = vma.mm.machine
+    require(PIN_BIAS_RULE, machine.profile, "page_needs_cow_for_dma")
+    arr = _pfn_array(pfns)
+    if not is_cow_mapping(vma.flags) or not machine.pages.has_pins:
+        return np.zeros(arr.shape, dtype=np.bool_)
+    anon = np.asarray(rmap.is_anon(machine.memmap, arr), dtype=np.bool_)
+    needs: NDArray[np.bool_] = (
+        anon & (machine.pages.pin_count(arr) > 0) & folio_maybe_dma_pinned(machine, arr)
+    )
+    return needs
 
 
 def page_maybe_dma_pinned(machine: Machine, pfns: int | NDArray[np.uint64] | list[int]) -> NDArray[np.bool_]:

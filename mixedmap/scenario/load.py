@@ -77,8 +77,12 @@ _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEYVAL = re.compile(r"^\s*([A-Za-z0-9_\-\.\"' ]+?)\s*=")
 
 
+_KEY_PART = re.compile(r"\s*(\"[^\"]*\"|'[^']*'|[^.]+?)\s*(?:\.|$)")
+
+
 def _split_key(key: str) -> list[str]:
-    return [p.strip().strip("\"'") for p in key.split(".")]
+    """A dotted TOML key into its parts; a quoted part keeps its dots (``kernel."6.18"``)."""
+    return [m.group(1).strip("\"'") for m in _KEY_PART.finditer(key.strip()) if m.group(1)]
 
 
 def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
@@ -261,6 +265,8 @@ def _check(scen: S.Scenario) -> Iterator[tuple[tuple[str | int, ...], str]]:
         files.add(f"{f.device}/{f.name}")
     procs: set[str] = set(scen.scenario.processes)
     maps: dict[tuple[str, str], int] = {}
+    #: (process, map, pin) -> the first gup step that keeps references or pins there
+    held: dict[tuple[str, str, bool], int] = {}
     for i, st in enumerate(scen.steps):
         at = ("steps", i)
         if isinstance(st.expect, dict) and not st.expect:
@@ -316,8 +322,40 @@ def _check(scen: S.Scenario) -> Iterator[tuple[tuple[str | int, ...], str]]:
                     yield (*at, "page"), f"pages {first}..{first + count - 1} beyond {mp!r} ({npages} pages)"
         if isinstance(st, (S.Mprotect,)) and not _PROT.match(st.prot):
             yield (*at, "prot"), f"{st.prot!r}: use r, rw, rx, rwx or none"
-        if isinstance(st, S.Gup) and (st.repeat < 1 or st.pages < 1):
-            yield (*at, "repeat"), "repeat and pages must be >= 1"
+        if isinstance(st, S.Gup):
+            if st.repeat < 1 or st.pages < 1:
+                yield (*at, "repeat"), "repeat and pages must be >= 1"
+            if st.longterm and not st.pin:
+                yield (
+                    (*at, "longterm"),
+                    "FOLL_LONGTERM is for pin_user_pages (is_valid_gup_args): add pin = true",
+                )
+            if st.leak and not st.keep:
+                yield (*at, "leak"), "leak = true says the pins keep = true holds outlive the run: add keep"
+            if st.keep and proc is not None and mp is not None:
+                held.setdefault((proc, mp, st.pin), i)
+        if isinstance(st, (S.Unpin, S.Put)) and proc is not None and mp is not None:
+            pin = isinstance(st, S.Unpin)
+            if (proc, mp, pin) not in held:
+                what = (
+                    "gup step with pin = true and keep = true"
+                    if pin
+                    else "gup step with keep = true (no pin)"
+                )
+                other = (
+                    ' (its gup steps took FOLL_GET references: release them with op = "put")'
+                    if pin and (proc, mp, False) in held
+                    else ' (its gup steps took FOLL_PIN pins: release them with op = "unpin")'
+                    if not pin and (proc, mp, True) in held
+                    else ""
+                )
+                yield (*at, "map"), f"no earlier {what} of process {proc!r} on {mp!r}{other}"
+            if st.page:
+                yield (*at, "page"), f"{st.OP} releases everything held on the map; page is not used"
+        if isinstance(st, S.VmfInsertPfnProt) and not _PROT.match(st.prot):
+            yield (*at, "prot"), f"{st.prot!r}: use r, rw, rx, rwx or none"
+        if isinstance(st, S.VmInsertPages) and st.pages < 1:
+            yield (*at, "pages"), "must be >= 1"
         pfn = getattr(st, "pfn", None)
         if pfn is not None:
             try:

@@ -23,10 +23,14 @@ from mixedmap.scenario.run import RunResult, StepResult
 #: outcome keys shown in a cell, in this order (pfns, PTE values and addresses differ by
 #: arch and live in the JSON report)
 _CELL_KEYS = (
+    "vm_fault",
     "fault",
     "data",
     "mapped",
     "pinned",
+    "unpinned",
+    "released",
+    "inserted",
     "fast_pages",
     "slow_pages",
     "fallbacks",
@@ -40,10 +44,18 @@ _CELL_KEYS = (
     "mapcount",
     "refcount_delta",
     "mapcount_delta",
+    "pins",
+    "maybe_dma_pinned",
     "rss_file",
     "rss_anon",
 )
-_SHORT = {"refcount_delta": "Δref", "mapcount_delta": "Δmap", "refcount": "ref", "mapcount": "map"}
+_SHORT = {
+    "refcount_delta": "Δref",
+    "mapcount_delta": "Δmap",
+    "refcount": "ref",
+    "mapcount": "map",
+    "maybe_dma_pinned": "dma_pinned",
+}
 
 
 def cell(step: StepResult) -> Text:

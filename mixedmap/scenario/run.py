@@ -8,6 +8,7 @@ the author asks for them, so one file states the kernel's answer for every arch.
 
 from __future__ import annotations
 
+import errno
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,15 +17,41 @@ from typing import Any
 import attrs
 import numpy as np
 
-from mixedmap.errors import SIGBUS, SIGSEGV, FaultError, KernelErrno, MixedmapError, ProfileError, VMBug
+from mixedmap.errors import (
+    SIGBUS,
+    SIGSEGV,
+    FaultError,
+    KernelErrno,
+    MixedmapError,
+    ProfileError,
+    UnsupportedOperation,
+    VMBug,
+)
 from mixedmap.machine import Machine, parse_size
-from mixedmap.mm import memory
+from mixedmap.mm import memory, vmf
 from mixedmap.mm.file import DeviceFile
-from mixedmap.mm.gup import get_user_pages, get_user_pages_fast
-from mixedmap.mm.mm import MM
-from mixedmap.mm.vma import MAP_ANONYMOUS, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, VM, VMA, mnemonics
+from mixedmap.mm.gup import (
+    folio_maybe_dma_pinned,
+    get_user_pages,
+    get_user_pages_fast,
+    pin_user_pages,
+    pin_user_pages_fast,
+    unpin_user_pages,
+    unpin_user_pages_dirty_lock,
+)
+from mixedmap.mm.mm import MM, parse_prot
+from mixedmap.mm.vma import (
+    MAP_ANONYMOUS,
+    MAP_POPULATE,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    VM,
+    VMA,
+    FaultResult,
+    mnemonics,
+)
 from mixedmap.plugin.registry import ArchRegistry
-from mixedmap.rules import BY_NAME, consulted
+from mixedmap.rules import BY_NAME, GUP_PIN_COUNTING_BIAS, PIN_USER_PAGES, consulted, require
 from mixedmap.scenario import schema as S
 from mixedmap.scenario.load import parse_pfn_spec
 from mixedmap.trace import Tracer
@@ -45,6 +72,43 @@ class StepResult:
 
 
 @attrs.frozen
+class Leak:
+    """References or pins a ``gup`` step kept that nothing released by the end of the run.
+
+    In the kernel nothing releases them either: ``exit_mmap`` drops the PTEs' references but
+    not a pinner's (mm/gup.c pins are the driver's, e.g. until its DMA completes), so a page
+    whose pin is never unpinned stays allocated after its mm is gone.
+    """
+
+    pfn: int
+    #: pins (``kind == "pin"``, FOLL_PIN) or references (``"ref"``, FOLL_GET) still held
+    count: int
+    kind: str
+    #: the step that took them, its process and mapping
+    step: int
+    process: str
+    map: str
+    #: the step says ``leak = true``: the file states the leak, it is not a failure
+    expected: bool = False
+
+    def __str__(self) -> str:
+        what = "pin(s) (unpin_user_pages)" if self.kind == "pin" else "reference(s) (put_page)"
+        return f"pfn {self.pfn:#x}: {self.count} {what} still held at the end of the run"
+
+
+@attrs.frozen
+class Hold:
+    """What one call of a ``keep = true`` gup step holds until an ``unpin``/``put`` step."""
+
+    step: int
+    process: str
+    map: str
+    pin: bool
+    pfns: tuple[int, ...]
+    expected: bool
+
+
+@attrs.frozen
 class RunResult:
     arch: str
     kernel: str
@@ -59,6 +123,9 @@ class RunResult:
     #: the arch's PTE format under this kernel has a special bit / a lockless GUP walk
     special: bool = False
     lockless_gup: bool = False
+    #: references and pins still held at the end (an unexpected one is also a failure of
+    #: the step that took it)
+    leaks: tuple[Leak, ...] = ()
 
     @property
     def failures(self) -> int:
@@ -81,11 +148,32 @@ def _label(st: S.Step) -> str:
             parts.append(f"{name}={v}")
     if hasattr(st, "map"):
         parts.append(f"page={st.page}")  # type: ignore[attr-defined]
-    for name in ("pages", "prot", "write", "fast", "repeat", "pfn", "size", "data"):
+    for name in (
+        "pages",
+        "prot",
+        "write",
+        "fast",
+        "pin",
+        "longterm",
+        "keep",
+        "dirty",
+        "repeat",
+        "pfn",
+        "size",
+        "data",
+    ):
         v = getattr(st, name, None)
         if v not in (None, False, ""):
             parts.append(f"{name}={v}")
     return " ".join(parts)
+
+
+def _kernel_errname(code: int) -> str:
+    """The name the kernel's headers give an errno: 95 is EOPNOTSUPP in include/uapi (the C
+    library's errno module calls it ENOTSUP, an alias Linux defines only for user space)."""
+    if code == errno.EOPNOTSUPP:
+        return "EOPNOTSUPP"
+    return errno.errorcode.get(code, str(code))
 
 
 def _errname(exc: MixedmapError) -> str:
@@ -95,7 +183,9 @@ def _errname(exc: MixedmapError) -> str:
     if isinstance(exc, VMBug):
         return "BUG"
     if isinstance(exc, KernelErrno):
-        return exc.errname
+        return _kernel_errname(exc.errno) if exc.errno else exc.errname
+    if isinstance(exc, UnsupportedOperation):
+        return "Unsupported"  # the kernel has no such function (mixedmap.rules.UnsupportedRule)
     return "error"
 
 
@@ -132,7 +222,8 @@ class ScenarioRun:
         self.procs: dict[str, MM] = {}
         self.maps: dict[tuple[str, str], int] = {}
         self.baseline: dict[int, tuple[int, int]] = {}
-        self.held: list[np.ndarray[Any, Any]] = []
+        self.held: list[Hold] = []
+        self.index = -1  # the step running
 
     # -- setup -------------------------------------------------------------------------
     def setup(self) -> None:
@@ -303,7 +394,14 @@ class ScenarioRun:
         return {}
 
     def _op_gup(self, st: S.Gup) -> dict[str, Any]:
+        """``get_user_pages``/``get_user_pages_fast`` (FOLL_GET), or with ``pin``
+        ``pin_user_pages``/``pin_user_pages_fast`` (FOLL_PIN, mm/gup.c 5.6; ``longterm``:
+        FOLL_LONGTERM, 5.2). Without ``keep`` every call's pages are released at once
+        (``put_page``, or ``unpin_user_pages`` for pins). A kernel without pin_user_pages
+        answers Unsupported before anything changes."""
         mm, va = self.procs[st.process], self.va(st)
+        if st.pin:
+            require(PIN_USER_PAGES, self.m.profile, "pin_user_pages_fast" if st.fast else "pin_user_pages")
         fast = slow = fallbacks = 0
         reasons: Counter[str] = Counter()
         errors: Counter[str] = Counter()
@@ -311,13 +409,19 @@ class ScenarioRun:
         for _ in range(st.repeat):
             try:
                 if st.fast:
-                    r = get_user_pages_fast(mm, va, st.pages, st.write)
+                    if st.pin:
+                        r = pin_user_pages_fast(mm, va, st.pages, st.write, longterm=st.longterm)
+                    else:
+                        r = get_user_pages_fast(mm, va, st.pages, st.write)
                     pfns, fast, slow = r.pfns, fast + r.fast, slow + r.slow
                     if r.fallback_reason:
                         fallbacks += 1
                         reasons[r.fallback_reason] += 1
                 else:
-                    pfns = get_user_pages(mm, va, st.pages, st.write)
+                    if st.pin:
+                        pfns = pin_user_pages(mm, va, st.pages, st.write, longterm=st.longterm)
+                    else:
+                        pfns = get_user_pages(mm, va, st.pages, st.write)
                     slow += int(pfns.size)
             except (KernelErrno, SIGBUS) as exc:
                 errors[_errname(exc)] += 1
@@ -327,7 +431,10 @@ class ScenarioRun:
                 continue
             pinned = int(pfns.size)
             if st.keep:
-                self.held.append(pfns)
+                held = tuple(int(p) for p in pfns.tolist())
+                self.held.append(Hold(self.index, st.process, st.map, st.pin, held, st.leak))
+            elif st.pin:
+                unpin_user_pages(self.m, pfns)
             else:
                 self.m.pages.put_page(pfns)
         out: dict[str, Any] = {"pinned": pinned, "calls": st.repeat}
@@ -340,6 +447,52 @@ class ScenarioRun:
                 name = next(iter(errors))
                 raise _Outcome(name, out)
         return out
+
+    def _release(self, st: S.Unpin | S.Put, pin: bool) -> tuple[list[Hold], np.ndarray[Any, Any]]:
+        mine = [h for h in self.held if h.process == st.process and h.map == st.map and h.pin == pin]
+        if not mine:
+            other = [h for h in self.held if h.process == st.process and h.map == st.map]
+            hint = ""
+            if other:
+                hint = (
+                    f"; step {other[0].step} holds FOLL_GET references there: release them with put"
+                    if pin
+                    else f"; step {other[0].step} holds FOLL_PIN pins there: release them with unpin"
+                )
+            what = "pins" if pin else "get_user_pages references"
+            raise MixedmapError(
+                f"{st.OP}: process {st.process!r} holds no {what} on {st.map!r} "
+                f"(the gup steps that keep them failed, did not run or were released){hint}"
+            )
+        pfns = np.array([p for h in mine for p in h.pfns], dtype=np.uint64)
+        return mine, pfns
+
+    def _op_unpin(self, st: S.Unpin) -> dict[str, Any]:
+        """mm/gup.c ``unpin_user_pages`` (5.6) of every pin ``st.process`` holds on the map, or
+        ``unpin_user_pages_dirty_lock(make_dirty=true)`` with ``dirty`` (after DMA into them).
+        Pins outlive ``exit``: a driver unpins after the mm is gone, and the last unpin frees."""
+        require(
+            PIN_USER_PAGES,
+            self.m.profile,
+            "unpin_user_pages_dirty_lock" if st.dirty else "unpin_user_pages",
+        )
+        mine, pfns = self._release(st, pin=True)
+        before = int(self.m.pages.page_count(pfns).sum()) if pfns.size else 0
+        if st.dirty:
+            unpin_user_pages_dirty_lock(self.m, pfns, True)
+        else:
+            unpin_user_pages(self.m, pfns)
+        self.held = [h for h in self.held if h not in mine]
+        alive = self.m.pfn_valid(pfns) if pfns.size else np.zeros(0, dtype=np.bool_)
+        after = int(self.m.pages.page_count(pfns[alive]).sum()) if alive.any() else 0
+        return {"unpinned": int(pfns.size), "refcount_dropped": before - after}
+
+    def _op_put(self, st: S.Put) -> dict[str, Any]:
+        """``put_page`` of every FOLL_GET reference ``st.process`` holds on the map."""
+        mine, pfns = self._release(st, pin=False)
+        freed = self.m.pages.put_page(pfns)
+        self.held = [h for h in self.held if h not in mine]
+        return {"released": int(pfns.size), "freed": int(freed.size)}
 
     def _insert(self, st: Any, fn: Callable[[VMA, int, int], None]) -> dict[str, Any]:
         vma, va = self.vma(st), self.va(st)
@@ -355,6 +508,46 @@ class ScenarioRun:
 
     def _op_vm_insert_page(self, st: S.VmInsertPage) -> dict[str, Any]:
         return self._insert(st, memory.vm_insert_page)
+
+    def _vmf(self, st: Any, fn: Callable[[VMA, int, int], FaultResult]) -> dict[str, Any]:
+        """A ``vmf_insert_*`` (mm/memory.c, 4.17 on): the VM_FAULT_* code it returns (a
+        fault handler's answer, so the outcome is ok whatever the code) and the PTE view."""
+        vma, va = self.vma(st), self.va(st)
+        ret = fn(vma, va, self.pfn(st.pfn, st.process))
+        return {"vm_fault": ret.name or str(int(ret)), **self._pte_view(st.process, va)}
+
+    def _op_vmf_insert_pfn(self, st: S.VmfInsertPfn) -> dict[str, Any]:
+        return self._vmf(st, vmf.vmf_insert_pfn)
+
+    def _op_vmf_insert_pfn_prot(self, st: S.VmfInsertPfnProt) -> dict[str, Any]:
+        def call(vma: VMA, va: int, pfn: int) -> FaultResult:
+            bits = parse_prot(st.prot)  # PROT_READ/WRITE/EXEC are VM_READ/WRITE/EXEC's values
+            prot = self.procs[st.process].vm_get_page_prot(bits | (vma.flags & VM.SHARED))
+            return vmf.vmf_insert_pfn_prot(vma, va, pfn, prot)
+
+        return self._vmf(st, call)
+
+    def _op_vmf_insert_mixed(self, st: S.VmfInsertMixed) -> dict[str, Any]:
+        return self._vmf(st, vmf.vmf_insert_mixed)
+
+    def _op_vmf_insert_mixed_mkwrite(self, st: S.VmfInsertMixedMkwrite) -> dict[str, Any]:
+        return self._vmf(st, vmf.vmf_insert_mixed_mkwrite)
+
+    def _op_vm_insert_pages(self, st: S.VmInsertPages) -> dict[str, Any]:
+        """mm/memory.c ``vm_insert_pages`` (5.8): ``pages`` consecutive pfns from ``pfn``; the
+        outcome is its errno (ok for 0), with ``inserted``/``not_inserted`` (``*num``)."""
+        vma, va = self.vma(st), self.va(st)
+        base = self.pfn(st.pfn, st.process)
+        r = vmf.vm_insert_pages(vma, va, np.arange(base, base + st.pages, dtype=np.uint64))
+        out = {
+            "inserted": st.pages - r.not_inserted,
+            "not_inserted": r.not_inserted,
+            "vm_flags": mnemonics(vma.flags),
+            **self._pte_view(st.process, va),
+        }
+        if r.err:
+            raise _Outcome(_kernel_errname(-r.err), out)
+        return out
 
     def _op_remap_pfn_range(self, st: S.RemapPfnRange) -> dict[str, Any]:
         vma, va = self.vma(st), self.va(st)
@@ -422,6 +615,10 @@ class ScenarioRun:
             return {"struct_page": False}
         out: dict[str, Any] = {"struct_page": True, "refcount": info.refcount, "mapcount": info.mapcount}
         out["page_flags"] = str(info.flags.name or int(info.flags))
+        if PIN_USER_PAGES.applies(self.m.profile):
+            out["pins"] = int(self.m.pages.pin_count(pfn)[0])
+        if GUP_PIN_COUNTING_BIAS.applies(self.m.profile):
+            out["maybe_dma_pinned"] = bool(folio_maybe_dma_pinned(self.m, pfn)[0])
         if pfn in self.baseline:
             r, m = self.baseline[pfn]
             out.update(refcount_delta=info.refcount - r, mapcount_delta=info.mapcount - m)
@@ -431,19 +628,38 @@ class ScenarioRun:
     def run(self) -> tuple[StepResult, ...]:
         results = []
         for i, st in enumerate(self.scen.steps):
-            if not self.applies(st.when):
-                results.append(StepResult(i, st.OP, _label(st), {}, skipped=True))
-                continue
+            self.index = i
+            # The rules a `when` names are asked first: they are why the step runs or not,
+            # and why its answer differs (mixedmap diff explains by the rules a step asked).
             with consulted() as seen:
-                try:
-                    out = self.step(st)
-                except _Outcome as o:
-                    out = {"outcome": o.name, **o.fields}
+                runs = self.applies(st.when)
+                if runs:
+                    try:
+                        out = self.step(st)
+                    except _Outcome as o:
+                        out = {"outcome": o.name, **o.fields}
             asked = tuple(dict.fromkeys(r.name for r in seen))
+            if not runs:
+                results.append(StepResult(i, st.OP, _label(st), {}, skipped=True, rules=asked))
+                continue
             results.append(
                 StepResult(i, st.OP, _label(st), out, failures=_compare(st.expect, out), rules=asked)
             )
         return tuple(results)
+
+    def leaks(self) -> tuple[Leak, ...]:
+        """What the ``keep`` steps still hold, by step and pfn (see :class:`Leak`)."""
+        out: list[Leak] = []
+        merged: dict[tuple[int, int], list[Any]] = {}
+        for h in self.held:
+            for p in h.pfns:
+                key = (h.step, p)
+                if key not in merged:
+                    merged[key] = [h, 0]
+                merged[key][1] += 1
+        for (step, pfn), (h, n) in merged.items():
+            out.append(Leak(pfn, n, "pin" if h.pin else "ref", step, h.process, h.map, h.expected))
+        return tuple(out)
 
     def summary(self) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
         procs = {}
@@ -489,6 +705,22 @@ def _compare(expect: Mapping[str, Any] | str | None, out: Mapping[str, Any]) -> 
     return tuple(fails)
 
 
+def _leak_failure(leaks: list[Leak]) -> str:
+    """One failure line for what one step still holds at the end of the run."""
+    pins = sum(lk.count for lk in leaks if lk.kind == "pin")
+    refs = sum(lk.count for lk in leaks if lk.kind == "ref")
+    what = " and ".join(
+        x
+        for x in (
+            f"{pins} pin(s) (release: unpin)" if pins else "",
+            f"{refs} reference(s) (release: put)" if refs else "",
+        )
+        if x
+    )
+    shown = ", ".join(f"{lk.pfn:#x}" for lk in leaks[:8]) + (", ..." if len(leaks) > 8 else "")
+    return f"leak: {what} on {len(leaks)} page(s) still held at the end of the run (pfn {shown}; or say leak = true)"
+
+
 def run_one(
     scen: S.Scenario,
     arch: str,
@@ -508,6 +740,18 @@ def run_one(
     except MixedmapError as exc:
         return RunResult(arch, kernel, run.m.mode.mode.name, (), {}, {}, error=f"setup: {exc}")
     steps = run.run()
+    leaks = run.leaks()
+    if any(not lk.expected for lk in leaks):
+        by_step: dict[int, list[Leak]] = {}
+        for lk in leaks:
+            if not lk.expected:
+                by_step.setdefault(lk.step, []).append(lk)
+        steps = tuple(
+            attrs.evolve(s, failures=(*s.failures, _leak_failure(by_step[s.index])))
+            if s.index in by_step
+            else s
+            for s in steps
+        )
     procs, acc = run.summary()
     if dump is not None:
         from mixedmap.dump import dump_machine
@@ -516,5 +760,5 @@ def run_one(
     fmt = run.m.fmt
     return RunResult(
         arch, kernel, run.m.mode.mode.name, steps, procs, acc,
-        special=fmt.special_mask is not None, lockless_gup=fmt.has_lockless_gup,
+        special=fmt.special_mask is not None, lockless_gup=fmt.has_lockless_gup, leaks=leaks,
     )  # fmt: skip

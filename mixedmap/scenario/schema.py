@@ -165,7 +165,30 @@ class Gup(_OnMap):
     write: bool = False
     fast: bool = False  # get_user_pages_fast instead of get_user_pages
     repeat: int = 1
-    keep: bool = False  # hold the pins (default: put_page them after each call)
+    keep: bool = False  # hold the references/pins (default: released after each call)
+    #: pin_user_pages(_fast) (FOLL_PIN, 5.6) instead of get_user_pages(_fast) (FOLL_GET)
+    pin: bool = False
+    #: FOLL_LONGTERM (5.2): only with ``pin`` (is_valid_gup_args)
+    longterm: bool = False
+    #: the references/pins ``keep`` holds are meant to outlive the run (a leak the file states)
+    leak: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Unpin(_OnMap):
+    """``unpin_user_pages`` (5.6) of every pin the process holds on ``map`` from earlier
+    ``gup`` steps with ``pin`` and ``keep``; ``dirty``: ``unpin_user_pages_dirty_lock``."""
+
+    OP: ClassVar[str] = "unpin"
+    dirty: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Put(_OnMap):
+    """``put_page`` of every reference the process holds on ``map`` from earlier ``gup``
+    steps with ``keep`` and without ``pin`` (FOLL_GET)."""
+
+    OP: ClassVar[str] = "put"
 
 
 @attrs.frozen(kw_only=True)
@@ -186,6 +209,35 @@ class VmInsertMixed(_Insert):
 @attrs.frozen(kw_only=True)
 class VmInsertPage(_Insert):
     OP: ClassVar[str] = "vm_insert_page"
+
+
+@attrs.frozen(kw_only=True)
+class VmfInsertPfn(_Insert):
+    OP: ClassVar[str] = "vmf_insert_pfn"
+
+
+@attrs.frozen(kw_only=True)
+class VmfInsertPfnProt(_Insert):
+    OP: ClassVar[str] = "vmf_insert_pfn_prot"
+    prot: str = "r"  # the caller's pgprot, as vm_get_page_prot of these rights and the VMA's SHARED
+
+
+@attrs.frozen(kw_only=True)
+class VmfInsertMixed(_Insert):
+    OP: ClassVar[str] = "vmf_insert_mixed"
+
+
+@attrs.frozen(kw_only=True)
+class VmfInsertMixedMkwrite(_Insert):
+    OP: ClassVar[str] = "vmf_insert_mixed_mkwrite"
+
+
+@attrs.frozen(kw_only=True)
+class VmInsertPages(_Insert):
+    """``vm_insert_pages``: ``pages`` consecutive pfns from ``pfn`` at consecutive pages."""
+
+    OP: ClassVar[str] = "vm_insert_pages"
+    pages: int = 1
 
 
 @attrs.frozen(kw_only=True)
@@ -242,9 +294,16 @@ STEP_TYPES: tuple[type[Step], ...] = (
     Munmap,
     Mprotect,
     Gup,
+    Unpin,
+    Put,
     VmInsertPfn,
     VmInsertMixed,
     VmInsertPage,
+    VmfInsertPfn,
+    VmfInsertPfnProt,
+    VmfInsertMixed,
+    VmfInsertMixedMkwrite,
+    VmInsertPages,
     RemapPfnRange,
     ZapVmaPtes,
     Fork,

@@ -455,7 +455,8 @@ def test_forced_write_only_in_a_cow_mapping(env: Env) -> None:
     )
     shared = mm.mmap(env.ps, "r", MAP_SHARED, file=dfile)
     vma = mm.find_vma(shared)
-    assert vma is not None and vma.flags & VM.MAYWRITE and not vma.flags & VM.WRITE, env.say(vma.describe())
+    assert vma is not None
+    assert vma.flags & VM.MAYWRITE and not vma.flags & VM.WRITE, env.say(vma.describe())
     with pytest.raises(EFAULT, match="COW"):
         gup.get_user_pages(mm, shared, 1, write=True, force=True)
     assert env.pte(mm, shared) == mm.empty_pte, env.say(f"{GUP_FORCE_COW_ONLY.cite()}: not even faulted")
@@ -713,3 +714,35 @@ def test_refcount_is_base_plus_gets_plus_bias_times_pins(
         assert mm.pins_at_exit == ()
     assert [env.m.pages.page_count(p)[0] for p in pfns] == [0] * 4, env.say("every page freed")
     env.assert_clean()
+
+
+def test_page_needs_cow_for_dma_only_for_a_pinned_anonymous_page_of_a_cow_vma(env: Env) -> None:
+    """page_needs_cow_for_dma (5.9 early COW of pinned pages at fork): a pinned anonymous page
+    in a private VMA must be copied for the child; unpinned, or plainly referenced, it need not."""
+    m = env.m
+    mm = m.new_mm()
+    addr, (pfn,) = _anon(env, mm, 1)
+    vma = mm.find_vma(addr)
+    assert vma is not None
+    assert gup.page_needs_cow_for_dma(vma, pfn).tolist() == [False], env.say("no pin yet")
+    got = gup.get_user_pages(mm, addr, 1, write=True)
+    assert gup.page_needs_cow_for_dma(vma, pfn).tolist() == [False], env.say("a FOLL_GET reference")
+    m.pages.put_page(got)
+    pinned = gup.pin_user_pages(mm, addr, 1, write=True)
+    assert gup.page_needs_cow_for_dma(vma, pfn).tolist() == [True], env.say("pinned anonymous page")
+    gup.unpin_user_pages(m, pinned)
+    assert gup.page_needs_cow_for_dma(vma, pfn).tolist() == [False], env.say("unpinned again")
+
+
+@pytest.mark.parametrize("kernel", ["2.6.26", "2.6.27"])
+def test_page_needs_cow_for_dma_is_unsupported_before_the_pin_bias(kernel: str) -> None:
+    from mixedmap import Machine
+
+    m = Machine("x86_64", kernel, "64M")
+    mm = m.new_mm()
+    addr = mm.mmap(4096, "rw", ANON)
+    mm.write(addr, b"x")
+    vma = mm.find_vma(addr)
+    assert vma is not None
+    with pytest.raises(UnsupportedRule, match=r"introduced in 5\.7"):
+        gup.page_needs_cow_for_dma(vma, 0)

@@ -152,3 +152,10 @@ def test_every_key_of_every_bundled_file_is_located(name: str) -> None:
         assert last == key, f"{name}:{n}: key {info.value.key!r} for {key!r}"
         checked += 1
     assert checked >= 3
+
+
+def test_key_lines_keep_the_dots_of_a_quoted_key() -> None:
+    text = '[[devices]]\nname = "d"\n\n[devices.kernel."6.18"]\nmemmap = true\n'
+    lines = key_lines(text)
+    assert lines[("devices", 0, "kernel", "6.18")] == 4
+    assert lines[("devices", 0, "kernel", "6.18", "memmap")] == 5
