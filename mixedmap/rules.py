@@ -146,6 +146,18 @@ ZERO_PAGE = Rule(
     note="commit a13ea5b75964 'mm: reinstate ZERO_PAGE' (H. Dickins, posted Sep 2009 after 2.6.31); "
     "557ed1fa2620 'remove ZERO_PAGE' (2.6.24) gave 2.6.24-2.6.31 a fresh zeroed page",
 )
+FILE_FAULT_SIGBUS = Rule(
+    "file_fault_sigbus",
+    "do_pte_missing / do_fault",
+    "mm/memory.c",
+    (4, 2),
+    "a fault on a none PTE of a VMA that is not anonymous and has no ->fault (a driver that fills "
+    "its mapping at mmap time) is SIGBUS; before, handle_pte_fault fell through to "
+    "do_anonymous_page and put an anonymous page into the file mapping",
+    note="commit 6b7339f4c31a 'mm: avoid setting up anonymous pages into file mapping' "
+    "(K. Shutemov, 4.2); since 5.0 (bfd40eaff5ab 'mm: fix vma_is_anonymous() false-positives') a "
+    "file VMA whose ->mmap left vm_ops NULL has dummy_vm_ops, so it is not anonymous either",
+)
 FORK_COPIES_MIXEDMAP = Rule(
     "fork_copies_mixedmap",
     "copy_page_range / vma_needs_copy",
@@ -416,6 +428,7 @@ RULES: tuple[Rule, ...] = (
     XIP_SPARSE_VM_INSERT_PAGE,
     BAD_PAGE_MAP_REPORT,
     ZERO_PAGE,
+    FILE_FAULT_SIGBUS,
     FORK_COPIES_MIXEDMAP,
     VM_INSERT_PAGE_SETS_MIXEDMAP,
     REMAP_DONTEXPAND_DONTDUMP,

@@ -8,6 +8,9 @@ shared-writable special PTE is simply made writable (the dirty-accounting rule o
 From 2.6.32 (:data:`~mixedmap.rules.ZERO_PAGE`, the 6.18 profile) a read fault on untouched
 anonymous memory maps the shared zero page and a write to it COWs into a fresh zeroed page;
 2.6.26/2.6.27 allocate a zeroed page on the first fault of either kind.
+
+A driver mapping (a VMA with a file) without ``->fault`` takes that anonymous path too in
+2.6.2x; from 4.2 (:data:`~mixedmap.rules.FILE_FAULT_SIGBUS`) the fault is SIGBUS instead.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from mixedmap.mm import rmap
 from mixedmap.mm.memory import vm_normal_page
 from mixedmap.mm.vma import VM, VMA, FaultResult, VMFault
 from mixedmap.mm.zero import current_zero_pfn, zero_pfn
-from mixedmap.rules import ZERO_PAGE
+from mixedmap.rules import FILE_FAULT_SIGBUS, ZERO_PAGE
 
 if TYPE_CHECKING:
     from mixedmap.mm.mm import MM
@@ -47,6 +50,8 @@ def handle_mm_fault(mm: MM, vma: VMA, addr: int, write: bool) -> FaultResult:
             return FaultResult.SIGBUS  # swap / nonlinear-file entries are not modelled
         if vma.vm_ops is not None:
             return do_linear_fault(mm, vma, addr, slot, write)
+        if vma.file is not None and FILE_FAULT_SIGBUS.applies(mm.machine.profile):
+            return FaultResult.SIGBUS  # do_fault: no ->fault (dummy_vm_ops), the PTE is none
         return do_anonymous_page(mm, vma, addr, slot, write)
     if write:
         if not ops.pte_write(pte):

@@ -42,7 +42,12 @@ from mixedmap.mm import rmap
 from mixedmap.mm.vma import FAULT_PER_PAGE, FAULT_SPARSE, VM, VMA, BatchFault
 from mixedmap.mm.zero import zero_allocated, zero_pfn
 from mixedmap.phys.memmap import PG
-from mixedmap.rules import VM_INSERT_PAGE_SETS_MIXEDMAP, XIP_SPARSE_VM_INSERT_PAGE, ZERO_PAGE
+from mixedmap.rules import (
+    FILE_FAULT_SIGBUS,
+    VM_INSERT_PAGE_SETS_MIXEDMAP,
+    XIP_SPARSE_VM_INSERT_PAGE,
+    ZERO_PAGE,
+)
 
 if TYPE_CHECKING:
     from mixedmap.mm.mm import MM
@@ -103,8 +108,8 @@ def _one(mm: MM, va: int, write: bool) -> int:
 
 
 def _kind(vma: VMA) -> str:
-    if vma.vm_ops is None:
-        return _KIND_ANON  # handle_pte_fault: no ->fault means do_anonymous_page
+    if vma.vm_ops is None and (vma.file is None or not FILE_FAULT_SIGBUS.applies(vma.mm.machine.profile)):
+        return _KIND_ANON  # handle_pte_fault: no ->fault means do_anonymous_page (2.6.2x)
     if isinstance(vma.vm_ops, BatchFault):
         return _KIND_XIP  # xip_file_vm_ops, asked through the mm's batch-fault protocol
     return _KIND_OTHER
