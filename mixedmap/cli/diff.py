@@ -46,16 +46,21 @@ def render(res: DiffResult, console: Console) -> None:
         table = keyed_table(["step", "key"], [*kernels, "why"], title=f"{res.scenario} on {a.arch}")
         legend: dict[str, int] = {}
         for d in a.differences:
-            step = "end" if d.step < 0 else f"{d.step} {d.label.split()[0]}"
+            step = (
+                f"end {d.label.removeprefix('end of run: ')}"
+                if d.step < 0
+                else f"{d.step} {d.label.split()[0]}"
+            )
             values = [_value(d.values.get(k)) for k in kernels]
             table.add_row(step, d.key, *values, _why(d, legend))
         console.print(table)
         for text, n in legend.items():
             console.print(f"  [{n}] {text}", markup=False, highlight=False)
-        console.print(
-            "  earlier: no rule this step asked explains it; an earlier step already differed",
-            highlight=False,
-        )
+        if any(not d.causes and d.follows for d in a.differences):
+            console.print(
+                "  earlier: no rule this step asked explains it; an earlier step already differed",
+                highlight=False,
+            )
 
 
 @click.command("diff")

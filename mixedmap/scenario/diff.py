@@ -142,7 +142,7 @@ def _explain(
 
 
 def _step_differences(
-    arch: str, runs: dict[str, RunResult], i: int, prior: Sequence[Cause]
+    arch: str, runs: dict[str, RunResult], i: int, index: int, prior: Sequence[Cause]
 ) -> list[Difference]:
     steps: dict[str, StepResult] = {k: r.steps[i] for k, r in runs.items()}
     label = next(iter(steps.values())).label
@@ -153,19 +153,31 @@ def _step_differences(
     if len(ran) < len(steps):  # its `when` names the kernels: the file states each answer
         values: dict[str, Any] = {k: ("runs" if k in ran else "not run") for k in steps}
         causes = _explain(runs, i, values, prior)
-        return [Difference(arch, i, label, "step", values, causes, follows=not causes and earlier)]
+        return [Difference(arch, index, label, "step", values, causes, follows=not causes and earlier)]
     keys: dict[str, None] = {}
     for s in ran.values():
         keys.update(dict.fromkeys(s.outcome))
-    out = []
+    rows: list[tuple[str, dict[str, Any]]] = []
     for key in keys:
         if key in IGNORED:
             continue
         values = {k: s.outcome.get(key) for k, s in steps.items()}
-        if len({repr(v) for v in values.values()}) <= 1:
-            continue
+        reported = [v for v in values.values() if v is not None or key not in PROFILE_KEYS]
+        if len({repr(v) for v in reported}) > 1:
+            rows.append((key, values))
+    # A key some kernels do not report at all (the PTE's bits where there is no PTE, a page's
+    # counts where the insert was refused) is said by a row every kernel reports ("present",
+    # "outcome"): keep it only if the kernels that report it disagree among themselves.
+    if any(None not in v.values() for _, v in rows):
+        rows = [
+            (key, v)
+            for key, v in rows
+            if None not in v.values() or len({repr(x) for x in v.values() if x is not None}) > 1
+        ]
+    out = []
+    for key, values in rows:
         causes = _explain(runs, i, values, prior)
-        out.append(Difference(arch, i, label, key, values, causes, follows=not causes and earlier))
+        out.append(Difference(arch, index, label, key, values, causes, follows=not causes and earlier))
     return out
 
 
@@ -184,16 +196,85 @@ def _summary_differences(arch: str, runs: dict[str, RunResult], prior: Sequence[
     return out
 
 
+#: keys only some profiles report (FOLL_PIN counts, VM_FAULT codes): absent is not different
+PROFILE_KEYS = frozenset({"pins", "maybe_dma_pinned", "vm_fault"})
+
+
+def _same_call(op: str) -> str:
+    """An op and its successor API are one call: ``vmf_insert_pfn`` (4.17) is what a driver's
+    ``->fault`` calls where 2.6.27's called ``vm_insert_pfn``."""
+    return "vm_" + op.removeprefix("vmf_") if op.startswith("vmf_") else op
+
+
+@attrs.frozen
+class _Logical:
+    """One logical step: per kernel, the index of the step it ran for it (None: none ran)."""
+
+    index: int
+    members: dict[str, int | None]
+
+
+def _alternatives(runs: dict[str, RunResult]) -> list[_Logical]:
+    """Align steps written once per answer into logical steps.
+
+    A scenario states different answers as consecutive steps whose ``when`` names the
+    kernels (6.18's inspect and read, then 2.6.x's). In a block of consecutive steps each
+    skipped by some kernel, if every kernel ran the same sequence of ops (``vmf_insert_*``
+    standing for ``vm_insert_*``), the n-th step each
+    kernel ran is the same logical step: comparing those shows what each kernel answered
+    instead of which copy ran. Any other block is compared step by step ("runs"/"not run").
+    """
+    n = min(len(r.steps) for r in runs.values())
+    out: list[_Logical] = []
+    i = 0
+    while i < n:
+        if all(not r.steps[i].skipped for r in runs.values()):
+            out.append(_Logical(i, {k: i for k in runs}))
+            i += 1
+            continue
+        j = i
+        while j < n and any(r.steps[j].skipped for r in runs.values()):
+            j += 1
+        ran = {k: [x for x in range(i, j) if not r.steps[x].skipped] for k, r in runs.items()}
+        ops = {tuple(_same_call(runs[k].steps[x].op) for x in xs) for k, xs in ran.items()}
+        if len(ops) == 1 and ran[next(iter(ran))]:
+            for pos in range(len(next(iter(ran.values())))):
+                members: dict[str, int | None] = {k: xs[pos] for k, xs in ran.items()}
+                out.append(_Logical(min(x for x in members.values() if x is not None), members))
+        else:
+            for x in range(i, j):
+                out.append(_Logical(x, {k: (x if not runs[k].steps[x].skipped else None) for k in runs}))
+        i = j
+    return out
+
+
+def _merge(kernel: str, run: RunResult, logical: list[_Logical]) -> RunResult:
+    """``run`` with one step per logical step: the member this kernel ran (or a skipped one)."""
+    steps = []
+    for lg in logical:
+        x = lg.members[kernel]
+        chosen = run.steps[lg.index if x is None else x]
+        if x is None and not chosen.skipped:
+            chosen = attrs.evolve(chosen, outcome={}, skipped=True)
+        # what decided between the forms (their `when` rules) was asked by every member
+        members = sorted({m for m in lg.members.values() if m is not None} | {lg.index})
+        rules = tuple(dict.fromkeys([*chosen.rules, *(n for m in members for n in run.steps[m].rules)]))
+        steps.append(attrs.evolve(chosen, index=lg.index, rules=rules))
+    return attrs.evolve(run, steps=tuple(steps))
+
+
 def diff_runs(arch: str, runs: dict[str, RunResult]) -> list[Difference]:
     """The differences between runs of one scenario on one arch under several kernels."""
     usable = {k: r for k, r in runs.items() if r.skipped is None and r.error is None}
     if len(usable) < 2:
         return []
+    logical = _alternatives(usable)
+    usable = {k: _merge(k, r, logical) for k, r in usable.items()}
     nsteps = min(len(r.steps) for r in usable.values())
     found: list[Difference] = []
     prior: dict[Cause, None] = {}
     for i in range(nsteps):
-        step = _step_differences(arch, usable, i, list(prior))
+        step = _step_differences(arch, usable, i, logical[i].index, list(prior))
         for d in step:
             prior.update(dict.fromkeys(d.causes))
         found += step
