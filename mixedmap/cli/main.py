@@ -12,11 +12,13 @@ from mixedmap.cli.arches import arches
 from mixedmap.cli.common import Ctx, configure_logging, err_console, show_error
 from mixedmap.cli.conformance import conformance
 from mixedmap.cli.diff import diff_cmd
+from mixedmap.cli.explore import explore
 from mixedmap.cli.layout import layout
 from mixedmap.cli.profiles import profiles
 from mixedmap.cli.pte import pte
 from mixedmap.cli.quiz import quiz
 from mixedmap.cli.scenarios import run_cmd, trace
+from mixedmap.cli.verify import verify
 from mixedmap.cli.walk import walk
 from mixedmap.cli.xip import xip
 from mixedmap.errors import MixedmapError
@@ -41,9 +43,10 @@ def main(ctx: click.Context, disable: tuple[str, ...], verbose: int, log_json: b
     ctx.obj = Ctx(disable)
 
 
-for _command in (arches, pte, walk, layout, xip, trace, conformance, profiles, run_cmd, diff_cmd):
+for _command in (arches, pte, walk, layout, xip, trace, conformance, profiles, run_cmd, diff_cmd, explore):
     main.add_command(_command)
 main.add_command(quiz)
+main.add_command(verify)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -62,6 +62,12 @@ def _list(console: Console, as_json_: bool) -> None:
 )
 @click.option("--dump", type=click.Path(file_okay=False, path_type=Path), help="Write memory images here.")
 @click.option(
+    "--html",
+    type=click.Path(path_type=Path),
+    help="Write the explorer's page of the run to FILE.html (one arch and kernel), or of each run "
+    "into a directory (SCENARIO-ARCH-KERNEL.html); the page opens offline.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("."),
@@ -80,6 +86,7 @@ def run_cmd(
     as_json_: bool,
     trace: Path | None,
     dump: Path | None,
+    html: Path | None,
     out: Path,
     guests: int | None,
     image_size: str | None,
@@ -105,6 +112,8 @@ def run_cmd(
     if scen.guests is not None:
         from mixedmap.scenario.guests import run_guests_scenario
 
+        if html is not None:
+            raise click.UsageError("--html is for scenarios with steps (the explorer steps through them)")
         if trace is not None:
             raise click.UsageError(
                 "--trace is for scenarios with steps: a guests run faults whole images in batches "
@@ -127,6 +136,11 @@ def run_cmd(
         click.get_current_context().exit(1 if failed else 0)
     if guests is not None or image_size is not None:
         raise click.UsageError("--guests/--image-size apply to a scenario with a [guests] table")
+    if html is not None and html.suffix == ".html" and len(pairs) != 1:
+        raise click.UsageError(
+            f"--html {html}: a file holds one run, this is {len(pairs)}; give one --arch and one "
+            "--kernel, or a directory"
+        )
     if dump is not None:
         dump.mkdir(parents=True, exist_ok=True)
     tracer = Tracer(trace) if trace is not None else None
@@ -145,7 +159,40 @@ def run_cmd(
             console.print(f"trace: {tracer.events} events in {trace}")
     if not any(r.skipped is None for r in runs):
         raise click.ClickException("no (arch, kernel) pair of this scenario could run here")
+    if html is not None:
+        _write_html(scenario, scen, runs, html, registry, console)
     click.get_current_context().exit(1 if any(r.failures for r in runs) else 0)
+
+
+def _write_html(
+    scenario: str,
+    scen: S.Scenario,
+    runs: Sequence[RunResult],
+    directory: Path,
+    registry: ArchRegistry,
+    console: Console,
+) -> None:
+    """One offline explorer page per run that ran (:func:`mixedmap.explore.html.write_run_html`):
+    into ``directory``, or into that one file when it is named ``*.html``."""
+    from mixedmap.explore.api import ApiError
+    from mixedmap.explore.html import write_run_html
+
+    ran = [r for r in runs if r.skipped is None and r.error is None]
+    single = directory.suffix == ".html"
+    if single and len(ran) != 1:
+        raise click.UsageError(
+            f"--html {directory}: a file holds one run, this is {len(ran)}; give one --arch and one "
+            "--kernel, or a directory"
+        )
+    if not single:
+        directory.mkdir(parents=True, exist_ok=True)
+    for r in ran:
+        path = directory if single else directory / f"{scen.scenario.name}-{r.arch}-{r.kernel}.html"
+        try:
+            write_run_html(scenario, r.arch, r.kernel, path, registry=registry)
+        except ApiError as exc:
+            raise click.ClickException(f"--html {path}: {exc.field}: {exc.message}") from None
+        console.print(f"html: {path}")
 
 
 @click.group()
