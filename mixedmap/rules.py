@@ -158,6 +158,18 @@ FILE_FAULT_SIGBUS = Rule(
     "(K. Shutemov, 4.2); since 5.0 (bfd40eaff5ab 'mm: fix vma_is_anonymous() false-positives') a "
     "file VMA whose ->mmap left vm_ops NULL has dummy_vm_ops, so it is not anonymous either",
 )
+FORK_COPIES_PINNED = Rule(
+    "fork_copies_pinned",
+    "copy_present_page / folio_needs_cow_for_dma",
+    "mm/memory.c, include/linux/mm.h",
+    (5, 9),
+    "fork gives the child its own copy of an anonymous page that may be DMA-pinned in a COW VMA "
+    "at once, and leaves the parent's PTE writable, so a later COW cannot leave the pinner looking "
+    "at the child's page",
+    note="70e806e4e645 'mm: Do early cow for pinned pages during fork() for ptes' (P. Xu, 5.9); "
+    "page_needs_cow_for_dma from 5.12, folio_needs_cow_for_dma in 6.x; MMF_HAS_PINNED is the pin "
+    "ledger in the model",
+)
 FORK_COPIES_MIXEDMAP = Rule(
     "fork_copies_mixedmap",
     "copy_page_range / vma_needs_copy",
@@ -430,6 +442,7 @@ RULES: tuple[Rule, ...] = (
     ZERO_PAGE,
     FILE_FAULT_SIGBUS,
     FORK_COPIES_MIXEDMAP,
+    FORK_COPIES_PINNED,
     VM_INSERT_PAGE_SETS_MIXEDMAP,
     REMAP_DONTEXPAND_DONTDUMP,
     DAX,

@@ -483,8 +483,8 @@ def page_needs_cow_for_dma(vma: VMA, pfns: int | NDArray[np.uint64] | list[int])
     no MMF_HAS_PINNED bit: the pin ledger (``machine.pages.pin_count``) stands for it, which
     is exact where the kernel's test is fuzzy (``folio_maybe_dma_pinned`` can say yes for 1024
     plain references). It needs the pin bias (5.7): on earlier profiles it is an
-    :class:`~mixedmap.rules.UnsupportedRule`. mm/memory.c ``copy_page_range`` does not call it
-    yet (the model's fork shares a pinned page)."""
+    :class:`~mixedmap.rules.UnsupportedRule`. Fork asks the same question per PTE
+    (:func:`mixedmap.mm.memory.needs_cow_for_dma`, rule ``fork_copies_pinned``)."""
     machine = vma.mm.machine
     require(PIN_BIAS_RULE, machine.profile, "page_needs_cow_for_dma")
     arr = _pfn_array(pfns)

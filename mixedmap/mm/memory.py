@@ -20,10 +20,12 @@ from mixedmap.errors import EBUSY, EFAULT, EINVAL, ENOMEM, EPERM, OutOfMemory, V
 from mixedmap.mm import rmap, vmf
 from mixedmap.mm.vma import VM, VMA
 from mixedmap.mm.zero import current_zero_pfn
+from mixedmap.phys.page_alloc import GUP_PIN_COUNTING_BIAS
 from mixedmap.rules import (
     BAD_PAGE_MAP_REPORT,
     FIND_NORMAL_PAGE,
     FORK_COPIES_MIXEDMAP,
+    FORK_COPIES_PINNED,
     FORK_WRPROTECT_WRITABLE,
     REMAP_DONTEXPAND_DONTDUMP,
     REMAP_ZAP_ON_ERROR,
@@ -516,6 +518,44 @@ def zap_vma_ptes(vma: VMA, addr: int, size: int) -> int | None:
 
 
 # -- fork -----------------------------------------------------------------------------------------
+def needs_cow_for_dma(vma: VMA, pfns: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """include/linux/mm.h ``folio_needs_cow_for_dma`` per PTE (``pfns`` from
+    :func:`vm_normal_pages`, -1 for no page): an anonymous page in a COW VMA of an mm that ever
+    pinned (MMF_HAS_PINNED: the pin ledger) whose refcount reads as pinned
+    (``folio_maybe_dma_pinned``: refcount >= GUP_PIN_COUNTING_BIAS)."""
+    machine = vma.mm.machine
+    out = np.zeros(pfns.shape, dtype=np.bool_)
+    if not vma.is_cow or not machine.pages.has_pins:
+        return out
+    idx = np.flatnonzero(pfns >= 0)
+    if idx.size == 0:
+        return out
+    arr = pfns[idx].astype(np.uint64)
+    anon = np.asarray(rmap.is_anon(machine.memmap, arr), dtype=np.bool_)
+    pinned = (machine.pages.pin_count(arr) > 0) & (machine.pages.page_count(arr) >= GUP_PIN_COUNTING_BIAS)
+    out[idx[anon & pinned]] = True
+    return out
+
+
+def _copy_present_pages(
+    dst: MM, dst_vma: VMA, vas: NDArray[np.uint64], src_pfns: NDArray[np.int64], new: NDArray[np.uint64]
+) -> NDArray[np.uint64]:
+    """6.18 mm/memory.c ``copy_present_page`` for each pinned page: the child's own copy,
+    ``maybe_mkwrite(pte_mkdirty(mk_pte(new, vm_page_prot)))``, a new exclusive anon rmap and
+    anon RSS. Returns the child's PTEs."""
+    out = np.empty(vas.shape, dtype=np.uint64)
+    for i, (va, src_pfn, pfn) in enumerate(zip(vas.tolist(), src_pfns.tolist(), new.tolist(), strict=True)):
+        dst.copy_page(src_pfn, pfn)
+        entry = int(dst.ops.pte_mkdirty(dst.ops.pfn_pte(pfn, dst_vma.page_prot)))
+        if dst_vma.flags & VM.WRITE:
+            entry = int(dst.ops.pte_mkwrite(entry))
+        out[i] = entry
+        rmap.page_add_new_anon_rmap(dst.machine.memmap, pfn, dst.id, dst_vma.linear_pgoff(va))
+    dst_vma.anon_vma = True
+    dst.rss_anon += int(vas.size)
+    return out
+
+
 def copy_page_range(dst: MM, src_vma: VMA, dst_vma: VMA) -> int:
     """mm/memory.c ``copy_page_range``/``copy_one_pte`` (2.6.27); returns PTEs copied.
 
@@ -525,8 +565,9 @@ def copy_page_range(dst: MM, src_vma: VMA, dst_vma: VMA) -> int:
     PFNMAP|MIXEDMAP or an anon_vma (a uffd-wp child is not modelled), so every MIXEDMAP VMA
     is copied. Per PTE 6.18 ``__copy_present_ptes`` write-protects a COW PTE only if it is
     writable (:data:`~mixedmap.rules.FORK_WRPROTECT_WRITABLE`, 2.6.27 did every one), cleans
-    a shared one and ages all; special PTEs are copied so, touching no page. Not modelled:
-    6.18's immediate copy of an anonymous page that may be pinned (``copy_present_page``).
+    a shared one and ages all; special PTEs are copied so, touching no page. From 5.9
+    (:data:`~mixedmap.rules.FORK_COPIES_PINNED`) an anonymous page that may be DMA-pinned is
+    copied for the child at once (``copy_present_page``) and the parent's PTE is left as it is.
     """
     src = src_vma.mm
     profile = src.machine.profile
@@ -549,11 +590,20 @@ def copy_page_range(dst: MM, src_vma: VMA, dst_vma: VMA) -> int:
     except OutOfMemory as exc:
         raise ENOMEM(f"fork: no memory for the child's page tables: {exc}") from exc
     pfns = vm_normal_pages(src_vma, vas, ptes)
+    early = needs_cow_for_dma(src_vma, pfns) if FORK_COPIES_PINNED.applies(profile) else None
+    copies = None
+    if early is not None and early.any():
+        try:  # before anything changes: an OOM here leaves parent and child as they were
+            copies = src.machine.pages.alloc_pages(int(early.sum()))
+        except OutOfMemory as exc:
+            raise ENOMEM(f"fork: no memory to copy a pinned page for the child: {exc}") from exc
     child = ptes
     if src_vma.is_cow:
         child = np.asarray(src.ops.pte_wrprotect(ptes), dtype=np.uint64)
         if FORK_WRPROTECT_WRITABLE.applies(profile):
             child = np.where(np.asarray(src.ops.pte_write(ptes), dtype=np.bool_), child, ptes)
+        if copies is not None:
+            child = np.where(early, ptes, child)  # the pinned page stays writable in the parent
         changed = child != ptes
         if changed.any():
             src.pt.write_ptes(src.pt.epas_for(vas[changed]), child[changed])
@@ -561,6 +611,11 @@ def copy_page_range(dst: MM, src_vma: VMA, dst_vma: VMA) -> int:
         child = np.asarray(src.ops.pte_mkclean(child), dtype=np.uint64)
     child = np.asarray(src.ops.pte_mkold(child), dtype=np.uint64)
     normal = pfns >= 0
+    if copies is not None:
+        assert early is not None
+        child = child.copy()
+        child[early] = _copy_present_pages(dst, dst_vma, vas[early], pfns[early], copies)
+        normal &= ~early
     if normal.any():
         npfns = pfns[normal].astype(np.uint64)
         src.machine.pages.get_page(npfns)

@@ -214,15 +214,36 @@ class _Logical:
     members: dict[str, int | None]
 
 
+def _lcs(a: list[str], b: list[str]) -> list[tuple[int, int]]:
+    """Index pairs of a longest common subsequence of ``a`` and ``b`` (ties: earliest)."""
+    n, m = len(a), len(b)
+    best = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            best[i][j] = best[i + 1][j + 1] + 1 if a[i] == b[j] else max(best[i + 1][j], best[i][j + 1])
+    pairs, i, j = [], 0, 0
+    while i < n and j < m:
+        if a[i] == b[j]:
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+        elif best[i + 1][j] >= best[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    return pairs
+
+
 def _alternatives(runs: dict[str, RunResult]) -> list[_Logical]:
     """Align steps written once per answer into logical steps.
 
     A scenario states different answers as consecutive steps whose ``when`` names the
     kernels (6.18's inspect and read, then 2.6.x's). In a block of consecutive steps each
-    skipped by some kernel, if every kernel ran the same sequence of ops (``vmf_insert_*``
-    standing for ``vm_insert_*``), the n-th step each
-    kernel ran is the same logical step: comparing those shows what each kernel answered
-    instead of which copy ran. Any other block is compared step by step ("runs"/"not run").
+    skipped by some kernel, the kernels fall into groups that ran the same steps (2.6.26 and
+    2.6.27, say, against 6.18). With two groups their steps are aligned by a longest common
+    subsequence of ops (``vmf_insert_*`` standing for ``vm_insert_*``): a matched pair is one
+    logical step, compared by what each kernel answered instead of which copy ran; a step
+    with no partner is one only its group runs ("runs"/"not run"). With more groups every
+    step of the block stands alone.
     """
     n = min(len(r.steps) for r in runs.values())
     out: list[_Logical] = []
@@ -236,14 +257,26 @@ def _alternatives(runs: dict[str, RunResult]) -> list[_Logical]:
         while j < n and any(r.steps[j].skipped for r in runs.values()):
             j += 1
         ran = {k: [x for x in range(i, j) if not r.steps[x].skipped] for k, r in runs.items()}
-        ops = {tuple(_same_call(runs[k].steps[x].op) for x in xs) for k, xs in ran.items()}
-        if len(ops) == 1 and ran[next(iter(ran))]:
-            for pos in range(len(next(iter(ran.values())))):
-                members: dict[str, int | None] = {k: xs[pos] for k, xs in ran.items()}
-                out.append(_Logical(min(x for x in members.values() if x is not None), members))
+        groups: dict[tuple[int, ...], list[str]] = {}
+        for k, xs in ran.items():
+            groups.setdefault(tuple(xs), []).append(k)
+        block: list[_Logical] = []
+        if len(groups) == 2:
+            (xa, ka), (xb, kb) = groups.items()
+            ops = [[_same_call(runs[ks[0]].steps[x].op) for x in xs] for xs, ks in ((xa, ka), (xb, kb))]
+            pairs = _lcs(ops[0], ops[1])
+            matched_a, matched_b = {p for p, _ in pairs}, {q for _, q in pairs}
+            for p, q in pairs:
+                members: dict[str, int | None] = {k: xa[p] for k in ka} | {k: xb[q] for k in kb}
+                block.append(_Logical(min(xa[p], xb[q]), members))
+            for xs, mine, other, matched in ((xa, ka, kb, matched_a), (xb, kb, ka, matched_b)):
+                for pos, x in enumerate(xs):
+                    if pos not in matched:
+                        block.append(_Logical(x, {k: x for k in mine} | {k: None for k in other}))
         else:
             for x in range(i, j):
-                out.append(_Logical(x, {k: (x if not runs[k].steps[x].skipped else None) for k in runs}))
+                block.append(_Logical(x, {k: (x if not runs[k].steps[x].skipped else None) for k in runs}))
+        out += sorted(block, key=lambda lg: lg.index)
         i = j
     return out
 

@@ -164,3 +164,23 @@ def test_cli_diff_bad_input_names_the_culprit(
 ) -> None:
     assert run(argv) == 2
     assert culprit in capsys.readouterr().err
+
+
+@pytest.mark.skipif("x86_64" not in ARCHES, reason="needs the x86 plugin: pip install ./plugins/x86")
+def test_unequal_alternatives_are_aligned_by_their_ops() -> None:
+    """pin-user-pages after fork: 6.18 runs inspect, write, inspect, unpin, inspect where
+    2.6.x runs inspect, write, unpin; the common ops pair up (the early COW of the pinned
+    page shows as values), the 6.18-only inspections stand alone."""
+    name = "pin-user-pages"
+    _, scen = load(name)
+    res = diff(scen, arches=["x86_64"], registry=REG)
+    (x86,) = res.arches
+    fork = next(i for i, st in enumerate(scen.steps) if st.OP == "fork")
+    kid = fork + 2  # the child's inspect (6.18's form first)
+    rows = {d.key: d for d in x86.differences if d.step == kid}
+    assert rows["writable"].values == {"2.6.26": False, "2.6.27": False, "6.18": True}
+    assert [c.name for c in rows["writable"].causes] == ["fork_copies_pinned"]
+    (write,) = [d for d in x86.differences if d.step == kid + 2]
+    assert (write.key, write.values) == ("fault", {"2.6.26": "wp", "2.6.27": "wp", "6.18": "none"})
+    unpin = [d for d in x86.differences if d.label.startswith("unpin") and d.key == "outcome"]
+    assert unpin and unpin[0].values["6.18"] == "ok" and unpin[0].values["2.6.27"] == "Unsupported"
