@@ -602,7 +602,7 @@ def copy_page_range(dst: MM, src_vma: VMA, dst_vma: VMA) -> int:
         child = np.asarray(src.ops.pte_wrprotect(ptes), dtype=np.uint64)
         if FORK_WRPROTECT_WRITABLE.applies(profile):
             child = np.where(np.asarray(src.ops.pte_write(ptes), dtype=np.bool_), child, ptes)
-        if copies is not None:
+        if copies is not None and early is not None:
             child = np.where(early, ptes, child)  # the pinned page stays writable in the parent
         changed = child != ptes
         if changed.any():

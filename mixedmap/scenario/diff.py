@@ -267,12 +267,15 @@ def _alternatives(runs: dict[str, RunResult]) -> list[_Logical]:
             pairs = _lcs(ops[0], ops[1])
             matched_a, matched_b = {p for p, _ in pairs}, {q for _, q in pairs}
             for p, q in pairs:
-                members: dict[str, int | None] = {k: xa[p] for k in ka} | {k: xb[q] for k in kb}
+                members: dict[str, int | None] = {k: xa[p] for k in ka}
+                members.update({k: xb[q] for k in kb})
                 block.append(_Logical(min(xa[p], xb[q]), members))
-            for xs, mine, other, matched in ((xa, ka, kb, matched_a), (xb, kb, ka, matched_b)):
-                for pos, x in enumerate(xs):
+            for ys, mine, other, matched in ((xa, ka, kb, matched_a), (xb, kb, ka, matched_b)):
+                for pos, x in enumerate(ys):
                     if pos not in matched:
-                        block.append(_Logical(x, {k: x for k in mine} | {k: None for k in other}))
+                        alone: dict[str, int | None] = {k: x for k in mine}
+                        alone.update({k: None for k in other})
+                        block.append(_Logical(x, alone))
         else:
             for x in range(i, j):
                 block.append(_Logical(x, {k: (x if not runs[k].steps[x].skipped else None) for k in runs}))
