@@ -109,9 +109,23 @@ def fields_of(fmt: PageTableFormat, level: str) -> tuple[BitField, ...]:
     return fmt.pte_bits if level == fmt.levels[-1].name else fmt.level(level).bits
 
 
-def entry_record(fmt: PageTableFormat, level: str, value: int) -> dict[str, Any]:
-    """An entry's value, its named fields (which are set, what a multi-bit field holds)."""
+def table_fields(fields: tuple[BitField, ...]) -> tuple[BitField, ...]:
+    """The fields that mean something in an entry pointing to a table: a one-bit flag that
+    lies inside the next-table address (x86's PAT bit 12 of a large leaf, under a PMD that
+    points to a table at 0x3000) is an address bit there, not a flag."""
+    addr = 0
+    for f in fields:
+        if f.kind == "field":
+            addr |= f.mask
+    return tuple(f for f in fields if f.kind == "field" or not f.mask & addr)
+
+
+def entry_record(fmt: PageTableFormat, level: str, value: int, kind: str | None = None) -> dict[str, Any]:
+    """An entry's value, its named fields (which are set, what a multi-bit field holds);
+    ``kind == "table"`` leaves out the flags a table pointer's address covers."""
     fields = fields_of(fmt, level)
+    if kind == "table":
+        fields = table_fields(fields)
     return {
         "value": f"{value:#018x}",
         "width": fmt.entry_size * 8,
@@ -188,11 +202,14 @@ def walk(pt: PageTable, mem_read: Callable[[int, int], bytes], va: int) -> dict[
             "va_bits": f"{lv.shift + lv.index_bits - 1}:{lv.shift}",
             "entry_pa": f"{s.entry_pa:#x}",
             "kind": s.kind,
-            "flags": list(s.flags),
             "bytes": raw.hex(" "),
             "next_table_pa": steps[n + 1].table_pa if n + 1 < len(steps) else None,
-            **entry_record(fmt, s.level, s.value),
+            **entry_record(fmt, s.level, s.value, s.kind),
         }
+        shown = {f["name"] for f in rec["fields"]}
+        rec["flags"] = [
+            f for f in s.flags if f in shown or f not in {b.name for b in fields_of(fmt, s.level)}
+        ]
         if rec["next_table_pa"] is not None:
             rec["next_table_pa"] = f"{rec['next_table_pa']:#x}"
         if n == len(fmt.levels) - 1:

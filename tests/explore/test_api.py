@@ -74,6 +74,27 @@ def test_walk_matches_the_library(arch: str) -> None:
     assert [s["next_table_pa"] for s in rec["steps"][:-1]] == [f"{s.table_pa:#x}" for s in steps[1:]]
 
 
+def test_a_table_entry_shows_no_flag_inside_its_address() -> None:
+    """x86_64: a PMD pointing to a table at 0x3000 has bit 12 set as an address bit; PAT_LARGE
+    (bit 12 of a 2 MiB leaf) is not lit there, while a 2 MiB leaf keeps it as a flag."""
+    _have("x86_64")
+    m = Machine("x86_64", ram=api.RAM)
+    pt = m.new_pagetable()
+    va = 0x400000
+    pt.map(va, pfn=0x1234, prot="rw")
+    rec = api.walk(pt, m.mem.read, va)
+    pmd = next(s for s in rec["steps"] if s["level"] == "pmd")
+    table_pa = int(pmd["next_table_pa"], 16)
+    assert pmd["kind"] == "table" and "PAT_LARGE" not in pmd["flags"]
+    assert "PAT_LARGE" not in {f["name"] for f in pmd["fields"]}
+    (addr,) = [f for f in pmd["fields"] if f["name"] == "ADDR"]
+    assert int(addr["value"], 16) << 12 == table_pa
+    fields = api.fields_of(m.fmt, "pmd")
+    pat = next(f for f in fields if f.name == "PAT_LARGE")
+    leaf = api.entry_record(m.fmt, "pmd", pat.mask | 1 | 0x80 | (0x200 << 12), "leaf")
+    assert any(f["name"] == "PAT_LARGE" and f["set"] for f in leaf["fields"])
+
+
 def test_layout_matches_pte_bits(client: TestClient) -> None:
     rec = client.get("/api/layout").json()
     fmt = Machine("x86_64", ram="16M").fmt
