@@ -381,6 +381,70 @@ class TestMmSemantics:
         gup.unpin_user_pages(m, kept.pfns)
         assert m.pages.leaks() == {} and m.pagetable_bytes() == 0
 
+    def test_fork_of_a_pinned_anonymous_page(self, arch_profile: ArchCase) -> None:
+        """mm/memory.c ``copy_present_page`` from 5.9 (:data:`~mixedmap.rules.FORK_COPIES_PINNED`):
+        fork gives the child its own copy of a pinned anonymous page and leaves the parent's PTE
+        writable on the pinned page, whose refcount fork does not touch. Before the rule (and
+        before FOLL_PIN) a page GUP holds is shared write-protected like any other."""
+        from mixedmap.mm import gup
+        from mixedmap.rules import FORK_COPIES_PINNED, PIN_USER_PAGES
+
+        m = arch_profile.machine(ram="64M")
+        mm = m.new_mm()
+        ps = m.page_size
+        a = mm.mmap(ps, "rw", MAP_PRIVATE | MAP_ANONYMOUS)
+        mm.write(a, b"pinned")
+        leaf = mm.pt.lookup(a)
+        assert leaf is not None, arch_profile.id
+        pfn = leaf.pfn
+
+        def refcount(p: int) -> int:
+            info = m.page(p)
+            assert info is not None, f"{arch_profile.id}: pfn {p:#x} has no struct page"
+            return info.refcount
+
+        pin = PIN_USER_PAGES.applies(m.profile)
+        held = gup.pin_user_pages(mm, a, 1, write=True) if pin else gup.get_user_pages(mm, a, 1, write=True)
+        count = refcount(pfn)
+        child = mm.fork()
+        slot = mm.pt.pte_slot(a, allocate=False)
+        assert slot is not None, arch_profile.id
+        parent_pte, child_leaf = mm.pt.read_pte(slot), child.pt.lookup(a)
+        assert child_leaf is not None and child.read(a, 6) == b"pinned", arch_profile.id
+        if FORK_COPIES_PINNED.applies(m.profile):
+            assert child_leaf.pfn != pfn and refcount(child_leaf.pfn) == 1, arch_profile.id
+            assert mm.ops.pte_write(parent_pte) and refcount(pfn) == count, arch_profile.id
+        else:
+            assert child_leaf.pfn == pfn and not mm.ops.pte_write(parent_pte), arch_profile.id
+            assert refcount(pfn) == count + 1, arch_profile.id
+        if pin:
+            gup.unpin_user_pages(m, held)
+        else:
+            m.pages.put_page(held)
+        child.exit()
+        mm.exit()
+        assert m.pages.leaks() == {} and m.pagetable_bytes() == 0, arch_profile.id
+
+    def test_fault_in_a_driver_mapping_without_fault(self, arch_profile: ArchCase) -> None:
+        """A driver that fills its mapping at mmap time has no ``->fault``: 2.6.2x's
+        ``handle_pte_fault`` puts an anonymous page there, from 4.2
+        (:data:`~mixedmap.rules.FILE_FAULT_SIGBUS`) the fault is SIGBUS and nothing changes."""
+        from mixedmap.errors import SIGBUS
+        from mixedmap.rules import FILE_FAULT_SIGBUS
+
+        m = arch_profile.machine(ram="64M")
+        mm = m.new_mm()
+        dev = DeviceFile("drv", on_mmap=lambda v: setattr(v, "flags", v.flags | VM.MIXEDMAP))
+        d = mm.mmap(m.page_size, "rw", MAP_SHARED, file=dev)
+        if FILE_FAULT_SIGBUS.applies(m.profile):
+            with pytest.raises(SIGBUS):
+                mm.read(d, 1)
+            assert mm.rss == {"file": 0, "anon": 0} and mm.pt.lookup(d) is None, arch_profile.id
+        else:
+            assert mm.read(d, 4) == bytes(4) and mm.rss["anon"] == 1, arch_profile.id
+        mm.exit()
+        assert m.pages.leaks() == {} and m.pagetable_bytes() == 0, arch_profile.id
+
     def test_cow_and_fork_with_tables_high(self, arch_profile: ArchCase) -> None:
         """mm/memory.c ``do_wp_page`` and ``copy_page_range`` on a machine whose RAM, and so
         every page table and page, lies at the top of the physical address bits: fork shares
