@@ -181,6 +181,16 @@ def _step_differences(
     return out
 
 
+def _end_cause(prior: Sequence[Cause], values: dict[str, Any]) -> tuple[Cause, ...]:
+    """What an end-of-run difference follows from: the one earlier cause that splits the
+    kernels as the values do. Several with that split (three 6.18-only rules, say) cannot
+    be told apart from the totals alone: then none is named, only that it follows."""
+    single = [c for c in prior if _explains([c], values)]
+    if single:
+        return (single[0],) if len(single) == 1 else ()
+    return _minimal(list(prior), values) if _explains(prior, values) else ()
+
+
 def _summary_differences(arch: str, runs: dict[str, RunResult], prior: Sequence[Cause]) -> list[Difference]:
     """End-of-run RSS and liveness per process (what a process holds after every step)."""
     out = []
@@ -191,8 +201,11 @@ def _summary_differences(arch: str, runs: dict[str, RunResult], prior: Sequence[
         for key in ("alive", "rss_file", "rss_anon"):
             values = {k: r.processes.get(p, {}).get(key) for k, r in runs.items()}
             if len({repr(v) for v in values.values()}) > 1:
-                causes = _minimal(list(prior), values) if _explains(prior, values) else ()
-                out.append(Difference(arch, -1, f"end of run: {p}", key, values, causes, follows=True))
+                out.append(
+                    Difference(
+                        arch, -1, f"end of run: {p}", key, values, _end_cause(prior, values), follows=True
+                    )
+                )
     return out
 
 

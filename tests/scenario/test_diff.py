@@ -184,3 +184,15 @@ def test_unequal_alternatives_are_aligned_by_their_ops() -> None:
     assert (write.key, write.values) == ("fault", {"2.6.26": "wp", "2.6.27": "wp", "6.18": "none"})
     unpin = [d for d in x86.differences if d.label.startswith("unpin") and d.key == "outcome"]
     assert unpin and unpin[0].values["6.18"] == "ok" and unpin[0].values["2.6.27"] == "Unsupported"
+
+
+@pytest.mark.skipif("x86_64" not in ARCHES, reason="needs the x86 plugin: pip install ./plugins/x86")
+def test_an_end_total_names_a_cause_only_when_one_fits() -> None:
+    """pin-user-pages: several 6.18-only rules split the kernels as its end-of-run RSS does, so
+    the totals name none of them; zero-page's end RSS follows from the zero page alone."""
+    (pins,) = diff(load("pin-user-pages")[1], arches=["x86_64"], registry=REG).arches
+    ends = [d for d in pins.differences if d.step < 0]
+    assert ends and all(d.follows and not d.causes for d in ends), ends
+    (zp,) = diff(load("zero-page")[1], arches=["x86_64"], registry=REG).arches
+    ends = [d for d in zp.differences if d.step < 0]
+    assert ends and all([c.name for c in d.causes] == ["zero_page"] for d in ends), ends
