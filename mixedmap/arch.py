@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import itertools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -212,13 +213,62 @@ class PageTableFormat:
 
 
 @attrs.frozen(kw_only=True)
+class ReservedRange:
+    """Physical memory the arch's kernel reserves at boot and never gives the page allocator.
+
+    ``memblock_reserve`` (6.x) or ``reserve_bootmem``/``reserve_early``/``lmb_reserve``
+    (2.6.2x) of a range the kernel owns from the start (s390's lowcore, x86's BIOS pages,
+    ppc64's interrupt vectors). Its frames keep the struct page ``memmap_init_zone`` /
+    ``__init_single_page`` gave them: refcount 1 and ``PG_reserved`` (``free_all_bootmem``
+    in 2.6.27 and ``memmap_init_reserved_pages`` in mm/mm_init.c, 6.x, leave them out of
+    the buddy allocator). ``start`` and ``size`` must be page-aligned for every mode that
+    declares the range; ``kernel_ref`` names the kernel file and function that reserve it.
+    """
+
+    start: int
+    size: int
+    name: str
+    kernel_ref: str
+    why: str = ""
+    #: "phys": ``start`` is a physical address (the kernel reserves that address wherever
+    #: RAM is); "ram": an offset from the first byte of RAM (firmware at the start of DRAM,
+    #: wherever the board puts DRAM).
+    anchor: Literal["phys", "ram"] = "phys"
+
+    def __attrs_post_init__(self) -> None:
+        if self.start < 0 or self.size <= 0:
+            raise ArchSpecError(f"reserved range {self.name!r}: start {self.start:#x}, size {self.size:#x}")
+        if self.anchor not in ("phys", "ram"):
+            raise ArchSpecError(f"reserved range {self.name!r}: anchor must be 'phys' or 'ram'")
+        if not self.kernel_ref:
+            raise ArchSpecError(f"reserved range {self.name!r}: kernel_ref must name the kernel code")
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+    def __str__(self) -> str:
+        where = "RAM+" if self.anchor == "ram" else ""
+        return f"{self.name} [{where}{self.start:#x}, {where}{self.end:#x})"
+
+
+@attrs.frozen(kw_only=True)
 class MemoryModel:
-    """The kernel's memory model for this arch and profile (feeds pfn_valid)."""
+    """The kernel's memory model for this arch and profile (feeds pfn_valid), and the
+    physical ranges it reserves at boot (:class:`ReservedRange`, sorted, not overlapping)."""
 
     kind: Literal["sparsemem", "flatmem"] = "sparsemem"
     section_size_bits: int
     max_physmem_bits: int
     struct_page_size: int = 64
+    reserved: tuple[ReservedRange, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        for anchor in ("phys", "ram"):
+            rs = sorted((r for r in self.reserved if r.anchor == anchor), key=lambda r: r.start)
+            for a, b in itertools.pairwise(rs):
+                if b.start < a.end:
+                    raise ArchSpecError(f"reserved range {b} overlaps {a}")
 
 
 class PteOps(abc.ABC):
@@ -317,6 +367,16 @@ class ArchMode:
             raise ArchSpecError(f"mode {self.name}: unknown profile {self.profile!r}")
         if self.ops.fmt is not self.fmt:
             raise ArchSpecError(f"mode {self.name}/{self.profile}: ops.fmt is not this mode's fmt")
+        limit = 1 << min(self.fmt.pa_bits, self.memory.max_physmem_bits)
+        for r in self.memory.reserved:
+            where = f"mode {self.name}/{self.profile}: reserved range {r}"
+            if (r.start | r.size) % self.fmt.page_size:
+                raise ArchSpecError(f"{where} is not aligned to the {self.fmt.page_size:#x}-byte page")
+            if r.end > limit:
+                raise ArchSpecError(
+                    f"{where} ends beyond the {limit.bit_length() - 1} physical address bits "
+                    f"(pa_bits={self.fmt.pa_bits}, MAX_PHYSMEM_BITS={self.memory.max_physmem_bits})"
+                )
 
     def matches(self, options: Mapping[str, object]) -> bool:
         own = dict(self.options)

@@ -6,8 +6,26 @@ from typing import Any
 
 import click
 
+from mixedmap.arch import ReservedRange
 from mixedmap.cli.common import Ctx, emit_json, err_console, json_option, keyed_table, out_console
 from mixedmap.plugin.registry import ArchBinding
+
+
+def _reserved(rs: tuple[ReservedRange, ...]) -> list[dict[str, Any]]:
+    """Boot reservations as JSON (``anchor`` "ram": offsets from the start of RAM)."""
+    return [
+        {
+            "name": r.name,
+            "start": hex(r.start),
+            "end": hex(r.end),
+            "size": r.size,
+            "anchor": r.anchor,
+            "why": r.why,
+            "kernel_ref": r.kernel_ref,
+            "text": str(r),
+        }
+        for r in rs
+    ]
 
 
 def _arch_record(b: ArchBinding) -> dict[str, Any]:
@@ -25,6 +43,7 @@ def _arch_record(b: ArchBinding) -> dict[str, Any]:
         "description": spec.description,
         "profiles": list(spec.profiles),
         "special_bit": special,
+        "reserved": {p: _reserved(spec.select(p, {}).memory.reserved) for p in spec.profiles},
         "pte_special": spec.caps.pte_special.value,
         "modes": [
             {
@@ -36,6 +55,7 @@ def _arch_record(b: ArchBinding) -> dict[str, Any]:
                 "page_size": m.fmt.page_size,
                 "byteorder": m.fmt.byteorder,
                 "special_bit": None if m.fmt.special_mask is None else hex(m.fmt.special_mask),
+                "reserved": _reserved(m.memory.reserved),
                 "description": m.description,
             }
             for m in spec.modes
@@ -62,11 +82,26 @@ def _modes_by_profile(rec: dict[str, Any]) -> str:
     return "\n".join(f"{p}: {', '.join(v)}" for p, v in by_profile.items())
 
 
+def _reserved_by_profile(rec: dict[str, Any]) -> str:
+    """``profiles: ranges`` lines of the default modes, profiles with the same ranges merged."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for p, rs in rec["reserved"].items():
+        groups.setdefault(tuple(r["text"] for r in rs), []).append(p)
+    lines = []
+    for texts, ps in groups.items():
+        head = f"{', '.join(ps)}:"
+        lines.append(
+            f"{head} {texts[0] if texts else 'none'}" if len(texts) < 2 else "\n  ".join([head, *texts])
+        )
+    return "\n".join(lines)
+
+
 @click.command()
 @json_option
 @click.pass_obj
 def arches(obj: Ctx, as_json: bool) -> None:
-    """List installed arches: distribution, modes, profiles, special bit, XIP drivers."""
+    """List installed arches: distribution, modes, profiles, special bit, the physical ranges
+    the kernel reserves at boot (default mode per profile; --json: every mode), XIP drivers."""
     reg = obj.registry
     records = [_arch_record(b) for b in reg]
     failures = [{"entry_point": r.entry_point, "error": r.error} for r in reg.reports if r.error]
@@ -76,7 +111,7 @@ def arches(obj: Ctx, as_json: bool) -> None:
         return
     table = keyed_table(
         ["arch"],
-        ["distribution", "modes (profile: modes)", "special bit", "XIP drivers"],
+        ["distribution", "modes (profile: modes)", "special bit", "reserved at boot", "XIP drivers"],
         title="installed arches",
         show_lines=True,
     )
@@ -87,6 +122,7 @@ def arches(obj: Ctx, as_json: bool) -> None:
             f"{rec['distribution']} {rec['version']}",
             _modes_by_profile(rec),
             special,
+            _reserved_by_profile(rec),
             ", ".join(rec["xip_drivers"]) or "-",
         )
     out, err = out_console(), err_console()

@@ -6,10 +6,12 @@ a pointer here (array-api-tests #51: no cascade of noise from one broken declara
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
-from mixedmap import API_VERSION, ENTRY_NONE, Support
+from mixedmap import API_VERSION, ENTRY_NONE, PG, Support
 from mixedmap.conformance.cases import ArchCase
 from mixedmap.profiles import PROFILES
 
@@ -111,3 +113,37 @@ class TestContract:
         m = arch_case.machine(ram="64M")
         pt = m.new_pagetable()
         assert m.mode.mode.ops.root_table_pa(pt.root) == pt.root_pa, f"{arch_case.id}: root {pt.root:#x}"
+
+    def test_boot_reservations(self, arch_case: ArchCase) -> None:
+        """Declared boot reservations are page-aligned, disjoint, inside the physical address
+        bits and inside a default machine's RAM, where they are taken before anything else:
+        never free, each frame's struct page refcount 1 and PG_reserved, as ``memblock_reserve``
+        leaves it (mm/mm_init.c ``reserve_bootmem_region``; 2.6.27 ``free_all_bootmem``)."""
+        fmt, model = arch_case.mode.fmt, arch_case.mode.memory
+        limit = 1 << min(fmt.pa_bits, model.max_physmem_bits)
+        spans = sorted((r.anchor, r.start, r.end, str(r)) for r in model.reserved)
+        for _anchor, start, end, what in spans:
+            assert start % fmt.page_size == 0 == end % fmt.page_size, (
+                f"{arch_case.id}: {what} not page-aligned"
+            )
+            assert 0 <= start < end <= limit, f"{arch_case.id}: {what} beyond {limit:#x}"
+        for a, b in itertools.pairwise(spans):
+            assert a[0] != b[0] or a[2] <= b[1], f"{arch_case.id}: {a[3]} overlaps {b[3]}"
+        m = arch_case.machine(ram="64M")
+        assert len(m.reserved) == len(model.reserved), (
+            f"{arch_case.id}: declared {[str(r) for r in model.reserved]}, "
+            f"a 64 MiB machine at 0 holds {[str(r) for r in m.reserved]}"
+        )
+        shift = fmt.page_shift
+        for r in m.reserved:
+            assert m.ram_base <= r.start < r.end <= m.ram_end, f"{arch_case.id}: {r} outside RAM"
+            pfns = np.arange(r.start >> shift, r.end >> shift, dtype=np.uint64)
+            assert m.frames.is_used(pfns).all() and m.frames.is_reserved(pfns).all(), f"{arch_case.id}: {r}"
+            for pfn in (int(pfns[0]), int(pfns[-1])):
+                info = m.page(pfn)
+                assert info is not None and (info.refcount, info.flags) == (1, PG.reserved), (
+                    f"{arch_case.id}: {r}: pfn {pfn:#x} struct page {info}"
+                )
+        held = sum(r.size >> shift for r in m.reserved)
+        assert m.frames.nr_free == m.frames.nr_frames - held, f"{arch_case.id}: {held} frames reserved"
+        assert m.pages.leaks() == {}, f"{arch_case.id}: boot reservations count as leaks"

@@ -284,3 +284,42 @@ class TestPageTables:
         with open(path, "rb") as fh:
             fh.seek(leaf.entry_pa)
             assert fh.read(m.fmt.entry_size) == leaf.value.to_bytes(m.fmt.entry_size, m.fmt.byteorder)
+
+    def test_nothing_lands_in_boot_reservations(self, arch_case: ArchCase) -> None:
+        """No page table and no allocated page ever lies in memory the kernel reserved at boot
+        (the lowcore, the BIOS pages, the vectors, the firmware): tables spread over the whole
+        address space of several mms, then every free frame, and the reserved bytes stay zero."""
+        m = arch_case.machine(ram="64M")
+        fmt, shift = m.fmt, m.fmt.page_shift
+        reserved = [(r.start, r.end, str(r)) for r in m.reserved]
+
+        def clear(lo: int, size: int, what: str) -> None:
+            for start, end, name in reserved:
+                assert lo + size <= start or lo >= end, (
+                    f"{arch_case.id}: {what} [{lo:#x}, +{size:#x}) lies in {name}"
+                )
+
+        limit = user_va_limit(fmt)
+        step = max(fmt.page_size, (limit // 61) & ~(fmt.page_size - 1))
+        tables: set[tuple[int, int]] = set()
+        for n in range(4):
+            pt = m.new_pagetable()
+            clear(pt.root_pa, fmt.levels[0].alloc_bytes, f"root table of pagetable {n} (root {pt.root:#x})")
+            for k in range(48):
+                va = (k * step + n * fmt.page_size) % limit & ~(fmt.page_size - 1)
+                pt.map(va, 0x100 + k, "rw")
+                for i, st_ in enumerate(pt.walk(va)):
+                    tables.add((st_.table_pa, fmt.levels[i].alloc_bytes))
+        assert len(tables) > 48, f"{arch_case.id}: only {len(tables)} tables"
+        for pa, size in sorted(tables):
+            clear(pa, size, "page table")
+        first = m.pages.alloc_contig(4, 4)
+        clear(first << shift, 4 << shift, "alloc_contig(4, 4)")
+        pfns = m.pages.alloc_pages(m.pages.nr_free)  # every frame left
+        hit = np.zeros(pfns.size, dtype=np.bool_)
+        for start, end, _ in reserved:
+            hit |= (pfns >= start >> shift) & (pfns < end >> shift)
+        assert not hit.any(), f"{arch_case.id}: page {int(pfns[hit][0]):#x} allocated from a boot reservation"
+        assert m.pages.nr_free == 0
+        for start, end, name in reserved:
+            assert not any(m.mem.read(start, end - start)), f"{arch_case.id}: bytes written into {name}"

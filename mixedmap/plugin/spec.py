@@ -30,7 +30,8 @@ class MixedmapSpecs:
     @_spec
     def mixedmap_arch_spec(self) -> ArchSpec:  # type: ignore[empty-body]
         """Describe this arch: its modes (page-table format and helpers per kernel
-        profile), memory model and capabilities. Called once when the registry is built.
+        profile), memory model (with the physical ranges its kernel reserves at boot,
+        ``MemoryModel.reserved``) and capabilities. Called once when the registry is built.
 
         Example::
 

@@ -321,7 +321,8 @@ def s16(env: Env, i: int = 2, n: int = 4) -> Outcome:
         mm.pt.pte_slot(addr + k * ps, allocate=True)
     (probe,) = m.pages.alloc_pages(1).tolist()
     m.pages.free_pages(probe)
-    nxt = probe + 1  # the allocator hands out the lowest free frame after its cursor
+    # the allocator hands out the lowest free frame after its cursor (past boot reservations)
+    nxt = probe + 1 + int(np.argmin(m.frames.is_used(np.arange(probe + 1, probe + 1025, dtype=np.uint64))))
     assert not m.frames.is_used(np.array([nxt], dtype=np.uint64))[0], env.say(
         "S16 setup: the next frame is taken"
     )

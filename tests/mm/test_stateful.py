@@ -751,6 +751,8 @@ class MMStateMachine(RuleBasedStateMachine):
             exp_ref[index[pfn]] += 1
         for pfn in self.driver_held:
             exp_ref[index[pfn]] += 1
+        for r in m.reserved:  # memblock-reserved at boot: refcount 1 for good, never free
+            exp_ref[index[r.start // ps] : index[r.start // ps] + r.size // ps] += 1
         zpfn = zero.current_zero_pfn(m)
         if zpfn is not None:  # the zero page's own reference (PTEs mapping it take none)
             assert self.zero_rule, f"{self.profile} allocated a zero page"

@@ -5,7 +5,16 @@ from __future__ import annotations
 import functools
 from typing import Final
 
-from mixedmap import API_VERSION, ArchMode, ArchSpec, Capabilities, MemoryModel, Support, Unsupported
+from mixedmap import (
+    API_VERSION,
+    ArchMode,
+    ArchSpec,
+    Capabilities,
+    MemoryModel,
+    ReservedRange,
+    Support,
+    Unsupported,
+)
 
 from mixedmap_riscv64 import linux
 from mixedmap_riscv64.formats import ARCH, MODE_SV39, MODE_SV48, SATP_MODE, build_format
@@ -27,6 +36,20 @@ NO_PORT_REASON: Final = (
     "riscv64, so only profile 6.18 is modelled"
 )
 
+#: The SBI firmware at the start of DRAM (OpenSBI, as QEMU virt boots it): it lists its
+#: M-mode region as a ``/reserved-memory`` node with ``no-map``; ``setup_bootmem`` honours it
+#: through ``early_init_fdt_scan_reserved_mem()`` and the no-map pages get PG_reserved
+#: (``memmap_init_reserved_pages``, mm/mm_init.c). Anchored to RAM: DRAM starts where the
+#: board puts it (0x80000000 on QEMU virt), and the machine's RAM base wherever it is.
+FIRMWARE: Final = ReservedRange(
+    start=0,
+    size=0x40000,
+    name="SBI firmware",
+    kernel_ref="arch/riscv/mm/init.c: setup_bootmem, early_init_fdt_scan_reserved_mem()",
+    why="OpenSBI's M-mode image and data, /reserved-memory/mmode_resv0 (256 KiB on QEMU virt)",
+    anchor="ram",
+)
+
 
 def _mode(name: str) -> ArchMode:
     fmt = build_format(name)
@@ -39,6 +62,7 @@ def _mode(name: str) -> ArchMode:
             kind="sparsemem",
             section_size_bits=linux.SECTION_SIZE_BITS,
             max_physmem_bits=linux.MAX_PHYSMEM_BITS,
+            reserved=(FIRMWARE,),
         ),
         options=((LEVELS_OPTION, LEVELS[name]),),
         default=name == MODE_SV39,

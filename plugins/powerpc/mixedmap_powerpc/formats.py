@@ -18,6 +18,7 @@ from mixedmap_powerpc import hash2627 as h27
 from mixedmap_powerpc import pte618 as p
 from mixedmap_powerpc.hash618 import Hash618Ops
 from mixedmap_powerpc.radix import RadixOps
+from mixedmap_powerpc.reserved import reserved
 
 ARCH: Final = "ppc64"
 
@@ -26,6 +27,18 @@ ARCH: Final = "ppc64"
 #: Book3S-64 defaults; one build serves both MMUs, so even hash-4K kernels carry 51).
 MEMORY_2627: Final = MemoryModel(section_size_bits=24, max_physmem_bits=44)
 MEMORY_618: Final = MemoryModel(section_size_bits=24, max_physmem_bits=51)
+
+
+def _memory(base: MemoryModel, profile: str, page_shift: int) -> MemoryModel:
+    """``base`` with the boot reservations of ``profile`` at this page size."""
+    return MemoryModel(
+        kind=base.kind,
+        section_size_bits=base.section_size_bits,
+        max_physmem_bits=base.max_physmem_bits,
+        struct_page_size=base.struct_page_size,
+        reserved=reserved(profile, page_shift),
+    )
+
 
 SRC_2627: Final = (
     "Linux 2.6.26/2.6.27 arch/powerpc/include/asm/pgtable-ppc64.h, pgtable-4k.h, pgtable-64k.h, "
@@ -112,7 +125,7 @@ def _hash2627_mode(profile: str, page_shift: int) -> ArchMode:
         profile=profile,
         fmt=fmt,
         ops=ops,
-        memory=MEMORY_2627,
+        memory=_memory(MEMORY_2627, profile, page_shift),
         options=(("mmu", "hash"), ("page_size", 1 << page_shift)),
         default=page_shift == 12,
         description=desc,
@@ -161,7 +174,7 @@ def _radix_mode(page_shift: int) -> ArchMode:
         profile="6.18",
         fmt=fmt,
         ops=RadixOps(fmt),
-        memory=MEMORY_618,
+        memory=_memory(MEMORY_618, "6.18", page_shift),
         options=(("mmu", "radix"), ("page_size", 1 << page_shift)),
         default=page_shift == 12,
         description=f"radix MMU (ISA 3.0), {1 << (page_shift - 10)} KiB pages: {geo}; 2M/1G leaves; special 0x400",
@@ -196,7 +209,7 @@ def _hash618_mode(page_shift: int) -> ArchMode:
         profile="6.18",
         fmt=fmt,
         ops=Hash618Ops(fmt, bad=bad),
-        memory=MEMORY_618,
+        memory=_memory(MEMORY_618, "6.18", page_shift),
         options=(("mmu", "hash"), ("page_size", 1 << page_shift)),
         description=f"hash MMU, {1 << (page_shift - 10)} KiB pages: software Linux tree {geo}; special 0x400",
     )

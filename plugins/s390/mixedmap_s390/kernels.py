@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mixedmap import MemoryModel
-from mixedmap_s390 import hw, linux26, linux618
+from mixedmap_s390 import hw, linux26, linux618, reserved
 from mixedmap_s390.dat_ops import DatOps
 
 
@@ -50,10 +50,15 @@ _NAMES_618 = {
 }
 
 # SPARSEMEM (+VMEMMAP) since "[S390] Convert to SPARSEMEM & SPARSEMEM_VMEMMAP" (17f3458085,
-# 2.6.26): SECTION_SIZE_BITS 28, MAX_PHYSMEM_BITS 42 on 64-bit (asm-s390/sparsemem.h).
-_MEMORY_26 = MemoryModel(kind="sparsemem", section_size_bits=28, max_physmem_bits=42)
+# 2.6.26): SECTION_SIZE_BITS 28, MAX_PHYSMEM_BITS 42 on 64-bit (asm-s390/sparsemem.h). Boot
+# reservations (lowcore, boot area): mixedmap_s390.reserved.
+_MEMORY_26 = MemoryModel(
+    kind="sparsemem", section_size_bits=28, max_physmem_bits=42, reserved=reserved.RESERVED_26
+)
 # 6.18: SECTION_SIZE_BITS 27, MAX_PHYSMEM_BITS = CONFIG_MAX_PHYSMEM_BITS (42..53, default 46).
-_MEMORY_618 = MemoryModel(kind="sparsemem", section_size_bits=27, max_physmem_bits=46)
+_MEMORY_618 = MemoryModel(
+    kind="sparsemem", section_size_bits=27, max_physmem_bits=46, reserved=reserved.RESERVED_618
+)
 
 
 def _kernel_26(profile: str) -> Kernel:

@@ -19,6 +19,7 @@ from mixedmap_x86.kernels import L618, L2626, L2627, KernelDefs
 from mixedmap_x86.ops_618 import Ops618
 from mixedmap_x86.ops_2008 import Ops2008
 from mixedmap_x86.ops_base import X86Ops
+from mixedmap_x86.reserved import RESERVED
 
 #: SECTION_SIZE_BITS on x86-64 (arch/x86/include/asm/sparsemem.h, every profile).
 SECTION_SIZE_BITS: Final = 27
@@ -59,6 +60,7 @@ def _mode(mode: str, k: KernelDefs) -> ArchMode:
             kind="sparsemem",
             section_size_bits=SECTION_SIZE_BITS,
             max_physmem_bits=MAX_PHYSMEM_BITS[(mode, k.profile)],
+            reserved=RESERVED[k.profile],
         ),
         options=((LEVELS_OPTION, _LEVELS[mode]),),
         default=mode == MODE_4LEVEL,
