@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -197,3 +197,39 @@ def test_ram_base_puts_every_frame_high_and_is_checked() -> None:
         Machine("x86_64", "2.6.27", ram="16M", ram_base=0x1001)
     with pytest.raises(AddressError, match="MAX_PHYSMEM_BITS"):
         Machine("x86_64", "2.6.27", ram="16M", ram_base=(1 << 46) - (8 << 20))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=70_000),
+    taken=st.lists(st.integers(min_value=0, max_value=69_999), max_size=300),
+    runs=st.lists(st.tuples(st.integers(0, 69_999), st.integers(1, 5000)), max_size=4),
+    cursor=st.integers(min_value=0, max_value=69_999),
+    steps=st.integers(min_value=1, max_value=30),
+)
+def test_one_frame_alloc_is_the_lowest_free_from_the_cursor(
+    n: int, taken: list[int], runs: list[tuple[int, int]], cursor: int, steps: int
+) -> None:
+    """FrameAllocator.alloc(1) has its own path (the cursor frame, then growing windows): it
+    hands out what the batch scan does, the lowest free frame at or after the cursor, else
+    the lowest from the start, and moves the cursor past it."""
+    from mixedmap.phys.alloc import FrameAllocator
+
+    a = FrameAllocator(100, 100 + n)
+    used = np.zeros(n, dtype=bool)
+    for t in taken:
+        used[t % n] = True
+    for lo, size in runs:  # long used runs, so the windows must grow
+        used[lo % n : lo % n + size] = True
+    if used.all():
+        used[n // 2] = False
+    a._used[:] = used
+    a._nr_used = int(used.sum())
+    a._cursor = cursor % n
+    for _ in range(min(steps, a.nr_free)):
+        free = np.flatnonzero(~a._used)
+        after = free[free >= a._cursor]
+        want = int(after[0] if after.size else free[0])
+        assert a.alloc(1).tolist() == [want + 100]
+        assert a._used[want] and a._cursor == (want + 1) % n
+    assert a.nr_free == n - int(a._used.sum())
