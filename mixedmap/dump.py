@@ -261,6 +261,10 @@ def _header(machine: Machine, name: str, files: Mapping[str, str | None], raw_si
             }
             for r in machine.regions
         ],
+        "reserved": [
+            {"name": r.name, "start": _hx(r.start), "size": _hx(r.size), "kernel_ref": r.kernel_ref}
+            for r in machine.reserved
+        ],
     }
 
 

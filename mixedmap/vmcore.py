@@ -96,13 +96,14 @@ def direct_map_base(arch: str, mode: str) -> int:
     return _DIRECT_MAP.get((arch, mode), _DIRECT_MAP.get((arch, ""), 0))
 
 
-def vmcoreinfo_for(machine: Machine, roots: Sequence[int]) -> dict[str, str]:
-    """The VMCOREINFO keys for ``machine`` whose address spaces have root registers ``roots``."""
+def vmcoreinfo_for(machine: Machine, roots: Sequence[int], page_offset: int | None = None) -> dict[str, str]:
+    """The VMCOREINFO keys for ``machine`` whose address spaces have root registers ``roots``
+    (``page_offset``: the direct map's start, default :func:`direct_map_base`)."""
     mode = machine.fmt.mode
-    base = direct_map_base(machine.arch, mode)
-    # drgn rejects swapper_pg_dir == 0; a root table at PA 0 is named by the page above RAM
-    first_root_pa = machine.mms[0].pt.root_pa if machine.mms else 0
-    swapper = base + first_root_pa or base + machine.ram_base + machine.ram_size
+    base = direct_map_base(machine.arch, mode) if page_offset is None else page_offset
+    # The first mm's root table (never at PA 0: the arches' boot reservations hold it, see
+    # Machine.reserved); a machine without an mm names the page above RAM (drgn refuses 0).
+    swapper = base + (machine.mms[0].pt.root_pa if machine.mms else machine.ram_end)
     info = {
         "OSRELEASE": f"{machine.profile.name}-mixedmap",
         "PAGESIZE": str(machine.page_size),
@@ -143,20 +144,32 @@ def _ranges(machine: Machine) -> list[tuple[int, int]]:
     return merged
 
 
-def write_vmcore(machine: Machine, fh: IO[bytes], roots: Iterable[int] | None = None) -> int:
+def write_vmcore(
+    machine: Machine,
+    fh: IO[bytes],
+    roots: Iterable[int] | None = None,
+    *,
+    elf_machine: int | None = None,
+    page_offset: int | None = None,
+    extra_info: Mapping[str, str] | None = None,
+) -> int:
     """Write ``machine``'s memory as an ELF core to ``fh``; returns the file's length.
 
     ``roots`` are the root register values listed in ``MIXEDMAP_ROOTS`` (default: every
-    address space of the machine).
+    address space of the machine). An arch this module does not know (a third-party
+    plugin's) needs ``elf_machine`` and, unless its direct map starts at 0, ``page_offset``;
+    ``extra_info`` adds VMCOREINFO keys (what a walker such as drgn reads for that arch).
+    ``mixedmap verify`` takes all three from a :class:`mixedmap.verify.targets.VerifyTarget`.
     """
     arch, bo = machine.arch, machine.fmt.byteorder
-    if arch not in ELF_MACHINE:
+    if elf_machine is None and arch not in ELF_MACHINE:
         raise VmcoreError(f"{arch}: no ELF machine number known for a vmcore")
+    e_machine = ELF_MACHINE[arch] if elf_machine is None else elf_machine
     root_list = list(roots) if roots is not None else [mm.pt.root for mm in machine.mms]
     e = ">" if bo == "big" else "<"
-    note = _note(vmcoreinfo_for(machine, root_list), bo)
+    base = direct_map_base(arch, machine.fmt.mode) if page_offset is None else page_offset
+    note = _note({**vmcoreinfo_for(machine, root_list, base), **(extra_info or {})}, bo)
     ranges = _ranges(machine)
-    base = direct_map_base(arch, machine.fmt.mode)
     phnum = 1 + len(ranges)
     ehsize, phentsize = struct.calcsize(_EHDR), struct.calcsize(_PHDR)
     note_off = ehsize + phnum * phentsize
@@ -164,7 +177,7 @@ def write_vmcore(machine: Machine, fh: IO[bytes], roots: Iterable[int] | None = 
     pos += -pos % max(BLOCK_SIZE, machine.page_size)
     ident = ELF_MAGIC + bytes([ELFCLASS64, 2 if bo == "big" else 1, EV_CURRENT]) + bytes(9)
     fh.write(
-        struct.pack(e + _EHDR, ident, ET_CORE, ELF_MACHINE[arch], EV_CURRENT, 0, ehsize, 0, 0,
+        struct.pack(e + _EHDR, ident, ET_CORE, e_machine, EV_CURRENT, 0, ehsize, 0, 0,
                     ehsize, phentsize, phnum, 0, 0, 0)
     )  # fmt: skip
     fh.write(struct.pack(e + _PHDR, PT_NOTE, 0, note_off, 0, 0, len(note), len(note), 0))

@@ -156,6 +156,11 @@ def test_manifest_describes_the_machine(dumped: tuple[Scenario, DumpFiles]) -> N
         {"name": "System RAM", "kind": "ram", "start": "0x0", "size": "0x4000000", "memmap": True, "owner": ""},
         {"name": "xipdev", "kind": "device", "start": hex(DEV_START), "size": hex(DEV_SIZE), "memmap": dev_memmap(m), "owner": ""},
     ], tag  # fmt: skip
+    declared = m.mode.mode.memory.reserved  # RAM at 0: every boot reservation, where declared
+    assert man["reserved"] == [
+        {"name": r.name, "start": hex(r.start), "size": hex(r.size), "kernel_ref": r.kernel_ref}
+        for r in declared
+    ], tag
     assert int(man["raw_size"], 16) == DEV_START + DEV_SIZE == files.raw.stat().st_size, tag
     lime = "image.lime" if m.arch == "x86_64" else None
     vmcore = {"vmcore": "image.vmcore"} if m.arch in ELF_MACHINE else {}  # needs an ELF machine
@@ -279,6 +284,73 @@ def test_cli_walks_the_dump(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     argv = ["walk", "--arch", "x86_64", "--kernel", "6.18", "--image", str(files.raw), "--root", mm["root"]]
     assert run([*argv, hex(int(va, 16) + 0x123), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pa"] == hex(int(pa, 16) + 0x123)
+
+
+def test_machine_dump_writes_what_dump_machine_writes(tmp_path: Path) -> None:
+    sc = build(X86[0])
+    via_method = sc.m.dump(tmp_path / "a", name="x")
+    via_function = dump_machine(sc.m, tmp_path / "b", "x")
+    assert isinstance(via_method, DumpFiles)
+    names = [via_method.raw, via_method.manifest, via_method.lime, via_method.vmcore]
+    assert [p.name for p in names if p] == ["x.raw", "x.json", "x.lime", "x.vmcore"]
+    for mine, theirs in zip(names, [via_function.raw, via_function.manifest, via_function.lime,
+                                    via_function.vmcore], strict=True):  # fmt: skip
+        assert mine is not None and theirs is not None and mine.parent == tmp_path / "a"
+        assert mine.read_bytes() == theirs.read_bytes(), mine.name
+    assert (via_method.raw_size, via_method.nr_pages) == (via_function.raw_size, via_function.nr_pages)
+    check_roundtrip(via_method.manifest, REGISTRY)
+    assert Machine("s390x", "6.18", ram="64M", registry=REGISTRY).dump(tmp_path / "c").lime is None
+
+
+def _small(arch: str, tmp_path: Path) -> tuple[Machine, DumpFiles, int, int]:
+    """A machine with one mapped page, dumped; (machine, files, VA, PA)."""
+    m = Machine(arch, "6.18", ram="64M", registry=REGISTRY)
+    pt = m.new_mm().pt
+    va, pfn = 0x7F00_1234_5000 if arch == "x86_64" else 0x3_4567_8000, 0x1_2345
+    pt.map(va, pfn, "rw")
+    return m, m.dump(tmp_path, name=arch), va + 0x9A8, (pfn << m.fmt.page_shift) + 0x9A8
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "s390x"])
+def test_cli_walks_the_vmcore_like_the_raw_image(
+    arch: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mixedmap.cli import run
+
+    m, files, va, pa = _small(arch, tmp_path)
+    assert files.vmcore is not None
+    root = hex(m.mms[0].pt.root)
+    got: dict[tuple[str, bool], tuple[str, str, tuple[str, ...]]] = {}
+    for image, extra in ((files.raw, ["--root", root]), (files.vmcore, ["--root", root]), (files.vmcore, [])):
+        argv = ["walk", "--arch", arch, "--kernel", "6.18", "--image", str(image), *extra]
+        assert run([*argv, hex(va), "--json"]) == 0
+        rec = json.loads(capsys.readouterr().out)
+        got[(image.suffix, bool(extra))] = (rec["pa"], rec["root"], tuple(st["value"] for st in rec["steps"]))
+    assert {v[0] for v in got.values()} == {hex(pa)}
+    assert len(set(got.values())) == 1  # same root (the vmcore's MIXEDMAP_ROOTS) and same entries
+    # a raw image says nothing of its root register
+    assert run(["walk", "--arch", arch, "--kernel", "6.18", "--image", str(files.raw), hex(va)]) == 2
+    assert "--image needs --root" in capsys.readouterr().err
+
+
+def test_cli_walk_refuses_a_truncated_or_foreign_vmcore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mixedmap.cli import run
+
+    monkeypatch.setenv("COLUMNS", "400")  # the message names a long temporary path: keep it whole
+
+    _m, files, va, _pa = _small("s390x", tmp_path)
+    assert files.vmcore is not None
+    cut = tmp_path / "cut.vmcore"
+    cut.write_bytes(files.vmcore.read_bytes()[:4096])
+    assert run(["walk", "--arch", "s390x", "--kernel", "6.18", "--image", str(cut), hex(va)]) == 2
+    err = capsys.readouterr().err
+    assert "cut.vmcore" in err and "truncated" in err
+    argv = ["walk", "--arch", "x86_64", "--kernel", "6.18", "--image", str(files.vmcore), "--root", "0x1000"]
+    assert run([*argv, hex(va)]) == 2
+    err = capsys.readouterr().err
+    assert "s390x.vmcore" in err and "vmcore of s390x, not of x86_64" in err
 
 
 # -- the LiME image -----------------------------------------------------------------------------

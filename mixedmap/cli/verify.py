@@ -114,7 +114,7 @@ def verify(
     keep: str | None,
     as_json: bool,
 ) -> None:
-    """Translate random mappings with external walkers (drgn, volatility3); exit 1 on any disagreement."""
+    """Translate random mappings with external walkers (drgn, volatility3, unicorn x86_64/s390x); exit 1 on any disagreement."""
     if pages < 1:
         raise click.BadParameter("--pages must be at least 1")
     specs = case_specs(arches, kernels, modes, obj.registry)

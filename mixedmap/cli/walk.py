@@ -16,8 +16,26 @@ from mixedmap.cli.common import (
     out_console,
     parse_int,
 )
+from mixedmap.dump import load_raw
 from mixedmap.machine import Machine
 from mixedmap.pgtable import PageTable
+from mixedmap.phys.mem import PhysMem
+from mixedmap.vmcore import ELF_MAGIC, read_vmcore
+
+
+def _load_image(path: str, arch: str) -> tuple[PhysMem, list[int]]:
+    """The physical memory of a raw image or a vmcore (ELF), and the vmcore's root registers.
+
+    A vmcore must be one of ``arch`` (:func:`mixedmap.vmcore.read_vmcore` raises a
+    VmcoreError naming the file when it is of another arch, truncated or not a core).
+    """
+    with open(path, "rb") as fh:
+        is_elf = fh.read(4) == ELF_MAGIC
+    if not is_elf:
+        return load_raw(path), []
+    core = read_vmcore(path, arch)
+    roots = [int(r, 16) for r in core.vmcoreinfo.get("MIXEDMAP_ROOTS", "").split(",") if r]
+    return core.mem, roots
 
 
 @click.command()
@@ -26,9 +44,15 @@ from mixedmap.pgtable import PageTable
     "--map", "maps", multiple=True, metavar="VA=PFN[:PROT]", help="Map VA to PFN first; repeatable."
 )
 @click.option(
-    "--image", type=click.Path(exists=True, dir_okay=False), help="Walk a raw physical image instead."
+    "--image",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Walk a physical image instead: a raw image or a NAME.vmcore (mixedmap dump).",
 )
-@click.option("--root", default=None, help="Root register value (CR3/ASCE/PGD) for --image.")
+@click.option(
+    "--root",
+    default=None,
+    help="Root register value (CR3/ASCE/PGD) for --image; a vmcore's default: its first MIXEDMAP_ROOTS.",
+)
 @json_option
 @click.argument("va")
 @click.pass_obj
@@ -48,14 +72,11 @@ def walk(
     options = arch_options(opt, mode)
     address = parse_int(va)
     if image:
-        if root is None:
-            raise click.BadParameter("--image needs --root")
         bm = obj.registry.bind(arch).mode(kernel, **options)
-        from mixedmap.phys.mem import PhysMem
-
-        mem = PhysMem()
-        mem.load(image)
-        pt = PageTable.attach(mem, bm, parse_int(root))
+        mem, roots = _load_image(image, bm.fmt.arch)
+        if root is None and not roots:
+            raise click.BadParameter("--image needs --root (a raw image does not say its root register)")
+        pt = PageTable.attach(mem, bm, parse_int(root) if root is not None else roots[0])
     else:
         machine = Machine(arch, kernel, ram="1G", registry=obj.registry, **options)
         pt = machine.new_pagetable()

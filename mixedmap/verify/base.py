@@ -39,6 +39,8 @@ class Built:
     special: NDArray[np.bool_]
     size: NDArray[np.uint64]
     n_mapped: int
+    #: Set when no vmcore could be written (the arch has no VerifyTarget): why, with the hint.
+    no_vmcore: str | None = None
 
 
 @attrs.frozen(kw_only=True)

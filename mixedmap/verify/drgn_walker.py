@@ -35,7 +35,7 @@ from typing import Any
 
 from mixedmap.machine import Machine
 from mixedmap.verify.base import Answer, Built
-from mixedmap.vmcore import direct_map_base
+from mixedmap.verify.targets import VerifyTarget, target
 
 INSTALL_HINT = "pip install 'mixedmap[verify]' (or: pip install drgn)"
 
@@ -73,7 +73,14 @@ class DrgnWalker:
     def cannot_walk(self, machine: Machine) -> str | None:
         if machine.arch == "ppc64" and machine.fmt.mode.startswith("radix"):
             return None
-        return _NO_WALK.get(machine.arch)
+        if machine.arch in _NO_WALK:
+            return _NO_WALK[machine.arch]
+        t = target(machine.arch)
+        if not isinstance(t, VerifyTarget):
+            return t
+        if not t.drgn:
+            return f"drgn: no Linux page-table walker declared for {machine.arch} (its VerifyTarget.drgn is False)"
+        return None
 
     def rule(self, built: Built, va: int, leaf_entry: int, level: int) -> str | None:
         machine = built.machine
@@ -102,7 +109,9 @@ class DrgnWalker:
     def translate(self, built: Built, vas: Sequence[int]) -> list[Answer]:
         drgn, mm = self._modules()
         prog = self.open(built)
-        pgd = direct_map_base(built.machine.arch, built.machine.fmt.mode) + built.pt.root_pa
+        t = target(built.machine.arch)
+        base = t.base(built.machine.fmt.mode) if isinstance(t, VerifyTarget) else 0
+        pgd = base + built.pt.root_pa
         follow = mm._linux_helper_follow_phys
         out: list[Answer] = []
         for va in vas:

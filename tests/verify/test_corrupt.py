@@ -38,7 +38,7 @@ def test_cli_reports_agreement_as_json(tmp_path: Path, capsys: pytest.CaptureFix
     cells = {c["walker"]: c for c in out["cells"]}
     assert cells["drgn follow_phys"]["agreed"] == cells["drgn follow_phys"]["total"] > 64
     assert cells["unicorn x86_64 CPL3"]["agreed"] == cells["unicorn x86_64 CPL3"]["total"] > 64
-    assert "unicorn s390x DAT" in out["not_built"]
+    assert out["not_built"] == {}  # every walker the issue names is built
 
 
 def test_cli_table_lists_formats_without_a_walker(capsys: pytest.CaptureFixture[str]) -> None:
