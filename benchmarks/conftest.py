@@ -55,7 +55,9 @@ def figure(request: pytest.FixtureRequest) -> Callable[[str, str, str, float], N
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line per (figure, arch) measured under both kernels in this run: the seconds of
-    each and their ratio. A figure, not an assertion: the run is on shared cores."""
+    each and their ratio. A figure, not an assertion: the run is on shared cores. Then the
+    lines kept with ``report``, section by section."""
+    _report_sections(terminalreporter)
     seen: dict[tuple[str, str], dict[str, float]] = {}
     for outcome in ("passed", "failed"):
         for rep in terminalreporter.stats.get(outcome, []):
@@ -78,3 +80,31 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"{f'{figure} {arch}':{width}}  {BASE_KERNEL} {base:8.3f} s  {NEW_KERNEL} {new:8.3f} s  "
             f"ratio {ratio:5.2f}"
         )
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    """``report(section, line)`` keeps one line of figures for the terminal summary, printed
+    under ``section`` after the run (ratios, linearity, bytes per PTE): benchmark output for
+    a shared machine, not an assertion. On the report, like ``figure``, so xdist keeps it."""
+
+    def record(section: str, line: str) -> None:
+        request.node.user_properties.append(("bench_report", (section, line)))
+
+    return record
+
+
+def _report_sections(terminalreporter: pytest.TerminalReporter) -> None:
+    sections: dict[str, list[str]] = {}
+    for outcome in ("passed", "failed"):
+        for rep in terminalreporter.stats.get(outcome, []):
+            if getattr(rep, "when", "") != "call":
+                continue
+            for key, value in getattr(rep, "user_properties", ()):
+                if key == "bench_report":
+                    section, line = value
+                    sections.setdefault(section, []).append(line)
+    for section, lines in sections.items():
+        terminalreporter.write_sep("=", section)
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -22,9 +22,16 @@ each page is mapped as a refcounted folio, so RSS counts the image. A device wit
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
+import multiprocessing
+import os
+import resource
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from types import TracebackType
 from typing import Any
 
 import attrs
@@ -49,6 +56,41 @@ _COLLECT_EVERY = 8
 
 #: First bytes of every image: what the data-integrity check reads back through a mapping.
 HEADER_MAGIC = b"MIXEDMAP XIP GUEST IMAGE\n"
+#: Default worker processes at most (each holds one guest at a time: about 100 MiB).
+MAX_WORKERS = 8
+#: Guests a worker builds per task: small, so the progress bar moves guest by guest.
+_CHUNK = 2
+
+
+#: glibc mallopt parameters (malloc.h) and what tune_host_malloc sets them to.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 << 20  # glibc's maximum on 64-bit hosts
+_TRIM_THRESHOLD = 256 << 20
+
+
+def tune_host_malloc() -> bool:
+    """Let glibc keep freed multi-MiB blocks for reuse instead of handing each back to the
+    host kernel (mmap threshold, heap trim): every guest allocates and drops the same few
+    MiB of numpy arrays, and without this each of them faults its pages in again, about
+    18,000 minor faults and a third of a guest's CPU time. For processes that build guests
+    (the CLI, pool workers); a library call leaves the caller's malloc alone. False where
+    there is no glibc."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )
+
+
+def default_workers() -> int:
+    """One worker per core, at most :data:`MAX_WORKERS`."""
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
 @attrs.frozen(kw_only=True)
@@ -106,6 +148,10 @@ class GuestsResult:
     verified: bool = False
     elapsed_s: float = attrs.field(default=0.0, eq=False)
     machines: tuple[Machine, ...] = attrs.field(default=(), eq=False, repr=False)
+    #: Processes that built guests (1: all in this process); how the run went, not a figure.
+    workers: int = attrs.field(default=1, eq=False)
+    #: Peak host RSS (bytes) of each process that built guests, this one first.
+    peak_rss_bytes: tuple[int, ...] = attrs.field(default=(), eq=False)
 
     @property
     def modelled(self) -> bool:
@@ -251,6 +297,8 @@ def run_guests(
     progress: Callable[[int, int], None] | None = None,
     keep: bool = False,
     keep_first: int = 0,
+    workers: int = 1,
+    pool: GuestPool | None = None,
 ) -> GuestsResult:
     """Build ``guests`` machines that each map one ``image_size`` XIP image, and measure.
 
@@ -262,6 +310,12 @@ def run_guests(
     and no figures. ``ram`` defaults to 256 MiB, plus the image for a RAM-backed driver.
     ``progress(done, total)`` is called after each guest. Guests are dropped once measured,
     except all of them with ``keep`` and the first ``keep_first`` (e.g. one to dump).
+
+    Guests are independent machines, so ``workers`` > 1 (or a :class:`GuestPool` shared by
+    several runs) builds them in worker processes that send back each guest's measured
+    :class:`GuestRecord`: the same figures, read from the same real machines, as one process
+    builds. Guest 0 (and the kept ones) are built here, checked and verified first, as the
+    workers start on the rest. ``keep`` keeps every machine, so it runs in this process.
     """
     if isinstance(guests, bool) or not isinstance(guests, int) or guests < 1:
         raise EINVAL(f"guests={guests!r}: need at least one guest")
@@ -304,28 +358,50 @@ def run_guests(
             return _unmodelled(base, params, reason, t0)
         params.update(model.pre_series)
     del probe
+    job = _Job(arch=arch, kernel=kernel, ram=ram, driver=name, params=params, image_size=image_size)
+    if keep:
+        local = guests
+    elif pool is None and workers > 1 and guests > 1:
+        with GuestPool(workers, registry) as own:
+            return run_guests(
+                arch, kernel, guests=guests, image_size=image_size, pre_series=pre_series, driver=driver,
+                driver_params=driver_params, ram=ram, registry=registry, progress=progress,
+                keep_first=keep_first, pool=own,
+            )  # fmt: skip
+    else:
+        local = guests if pool is None or pool.workers < 2 else min(guests, max(1, keep_first))
+    remote = _submit(pool, job, range(local, guests)) if pool is not None else []
     records: list[GuestRecord] = []
     kept: list[Machine] = []
     verified = False
-    for i in range(guests):
-        g = _build_guest(arch, kernel, ram, registry, name, params, image_size)
-        if i == 0 and g.refused is not None:
-            return _unmodelled(base, params, g.refused, t0)
-        faulted = g.mm.fault_in(g.va, image_size)
-        records.append(_measure(i, g, image_size, faulted))
-        if i == 0:
-            verified = _verify(g, image_size)
-            if not verified:
-                raise MixedmapError(f"guest 0 of {arch}/{kernel}/{name}: the mapping does not read the image")
-        if keep or i < keep_first:
-            kept.append(g.machine)
-        else:
-            _release(g.machine)
-        del g
-        if not keep and (i + 1) % _COLLECT_EVERY == 0:
-            gc.collect()  # a dropped machine is a web of cycles (machine <-> mm, devices)
-        if progress is not None:
-            progress(i + 1, guests)
+    peaks: dict[int, int] = {}
+    try:
+        for i in range(local):
+            g, record = _one_guest(job, registry, i)
+            if g.refused is not None:  # guest 0: every guest is alike
+                return _unmodelled(base, params, g.refused, t0)
+            assert record is not None
+            records.append(record)
+            if i == 0:
+                verified = _verify(g, image_size)
+                if not verified:
+                    raise MixedmapError(
+                        f"guest 0 of {arch}/{kernel}/{name}: the mapping does not read the image"
+                    )
+            if keep or i < keep_first:
+                kept.append(g.machine)
+            else:
+                _release(g.machine)
+            del g
+            if not keep and (i + 1) % _COLLECT_EVERY == 0:
+                gc.collect()  # a dropped machine is a web of cycles (machine <-> mm, devices)
+            if progress is not None:
+                progress(min(i + 1 + _finished(remote), guests), guests)
+        records.extend(_collect(remote, peaks, local, guests, progress))
+    finally:
+        for f, _chunk in remote:
+            f.cancel()
+    peaks = {os.getpid(): _peak_rss(), **peaks}
     per = records[0].memmap_bytes
     result = GuestsResult(
         **base,
@@ -341,13 +417,150 @@ def run_guests(
         verified=verified,
         elapsed_s=time.perf_counter() - t0,
         machines=tuple(kept),
+        workers=pool.workers if pool is not None and remote else 1,
+        peak_rss_bytes=tuple(peaks.values()),
     )
     log.info(
         "guests_measured", arch=result.arch, kernel=result.kernel, driver=name, pre_series=pre_series,
         guests=guests, image_size=image_size, memmap_per_guest=per, break_even=result.break_even,
-        seconds=round(result.elapsed_s, 3),
+        seconds=round(result.elapsed_s, 3), workers=result.workers,
     )  # fmt: skip
     return result
+
+
+@attrs.frozen(kw_only=True)
+class _Job:
+    """What every guest of one run is built from (sent to the workers, so plain values)."""
+
+    arch: str
+    kernel: str
+    ram: int | str
+    driver: str
+    params: Mapping[str, Any]
+    image_size: int
+
+
+def _one_guest(job: _Job, registry: ArchRegistry | None, index: int) -> tuple[_Guest, GuestRecord | None]:
+    """Build guest ``index``, fault the image in, measure it (None when it is refused)."""
+    g = _build_guest(job.arch, job.kernel, job.ram, registry, job.driver, job.params, job.image_size)
+    if g.refused is not None:
+        return g, None
+    faulted = g.mm.fault_in(g.va, job.image_size)
+    return g, _measure(index, g, job.image_size, faulted)
+
+
+def _peak_rss() -> int:
+    """This process's peak resident set (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class GuestPool:
+    """Worker processes that build guests for :func:`run_guests`, started once for many runs.
+
+    Forked, so each worker has the caller's registry (plugins passed in ``extra`` included)
+    without pickling it; the workers start at once, before a caller starts threads of its
+    own (a progress bar's), since forking a threaded process is unsafe. Where ``fork`` does
+    not exist the pool has no workers and every guest is built in-process.
+    """
+
+    def __init__(self, workers: int, registry: ArchRegistry | None = None) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise EINVAL(f"workers={workers!r}: need at least one")
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            self._executor = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_worker_init,
+                initargs=(registry,),
+            )
+            list(self._executor.map(_worker_pid, range(workers)))
+        else:
+            self.workers = 1
+
+    def submit(self, job: _Job, indices: tuple[int, ...]) -> Future[tuple[list[GuestRecord], int, int]]:
+        assert self._executor is not None
+        return self._executor.submit(_worker_guests, job, indices)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> GuestPool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+_Remote = list[tuple["Future[tuple[list[GuestRecord], int, int]]", tuple[int, ...]]]
+
+
+def _submit(pool: GuestPool, job: _Job, indices: range) -> _Remote:
+    if pool.workers < 2 or not indices:
+        return []
+    chunks = [tuple(indices[k : k + _CHUNK]) for k in range(0, len(indices), _CHUNK)]
+    return [(pool.submit(job, c), c) for c in chunks]
+
+
+def _finished(remote: _Remote) -> int:
+    """Guests the workers have measured so far."""
+    return sum(len(c) for f, c in remote if f.done() and not f.cancelled() and f.exception() is None)
+
+
+def _collect(
+    remote: _Remote,
+    peaks: dict[int, int],
+    done: int,
+    total: int,
+    progress: Callable[[int, int], None] | None,
+) -> Iterator[GuestRecord]:
+    """The workers' records in guest order; progress as chunks finish; the first failing
+    guest's error (in guest order, as one process would have met it) is raised."""
+    futures = {f: c for f, c in remote}
+    for f in as_completed(futures):
+        if f.exception() is None:
+            done += len(futures[f])
+            if progress is not None:
+                progress(min(done, total), total)
+    for f, _chunk in remote:
+        records, pid, peak = f.result()
+        peaks[pid] = max(peaks.get(pid, 0), peak)
+        yield from records
+
+
+#: A worker's registry, and the guests it dropped since its last collection.
+_WORKER_REGISTRY: list[ArchRegistry | None] = [None]
+_WORKER_DROPPED = [0]
+
+
+def _worker_init(registry: ArchRegistry | None) -> None:
+    _WORKER_REGISTRY[0] = registry
+    tune_host_malloc()
+
+
+def _worker_pid(_: int) -> int:
+    return os.getpid()
+
+
+def _worker_guests(job: _Job, indices: Sequence[int]) -> tuple[list[GuestRecord], int, int]:
+    """In a worker: build, measure and drop the guests ``indices``."""
+    out = []
+    for i in indices:
+        g, record = _one_guest(job, _WORKER_REGISTRY[0], i)
+        if record is None:
+            raise MixedmapError(f"guest {i} of {job.arch}/{job.kernel}/{job.driver}: {g.refused}")
+        out.append(record)
+        _release(g.machine)
+        del g
+        _WORKER_DROPPED[0] += 1
+        if _WORKER_DROPPED[0] % _COLLECT_EVERY == 0:
+            gc.collect()
+    return out, os.getpid(), _peak_rss()
 
 
 def _refusal(fs: XipFS) -> str | None:

@@ -2,8 +2,11 @@
 
 Every entry lives in the machine's RAM in the arch's byte order and bit layout, so a dumped
 image is walkable by any tool that knows the architecture. Range operations walk all VAs
-of a batch level by level with numpy (one gather per level, no Python loop per PTE); the
-scalar ``lookup`` walks with plain ints because a numpy call costs more than a whole walk.
+of a batch level by level with numpy, no Python loop per PTE: a big batch reads and decodes
+each table it visits once, whole (the arch's ``entry_kind`` per level, not per VA), and each
+VA then steps down a level with one fancy index; a small or very scattered batch gathers
+one entry per VA and level. The scalar ``lookup`` walks with plain ints because a numpy
+call costs more than a whole walk.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ from mixedmap.phys.mem import PhysMem
 from mixedmap.plugin.registry import BoundMode
 
 _KIND_NAMES = {ENTRY_NONE: "none", ENTRY_TABLE: "table", ENTRY_LEAF: "leaf"}
+#: Batches smaller than this walk lane by lane: decoding whole tables would cost more.
+_SMALL_BATCH = 64
+#: A batched walk decodes whole tables while they hold at most this many entries per VA
+#: (plus the slack); past that the VAs are spread over so many tables that the per-VA walk,
+#: one gather per VA and level, is cheaper.
+_DENSE_PER_LANE = 2
+_DENSE_SLACK = 4096
 
 
 def decode_bits(value: int, fields: Sequence[BitField]) -> tuple[str, ...]:
@@ -174,9 +184,153 @@ class PageTable:
     def _walk_to(self, vas: NDArray[np.uint64], target: int) -> tuple[NDArray[np.uint64], NDArray[np.bool_]]:
         """Entry addresses at level ``target`` for every VA, read-only.
 
-        Returns (entry_pa, reachable); a VA whose path is missing is not reachable. A large
-        leaf on the way is a conflict and raises.
+        Returns (entry_pa, reachable); a VA whose path is missing is not reachable (its
+        address is meaningless). A large leaf on the way is a conflict and raises.
         """
+        vas = np.ascontiguousarray(vas, dtype=np.uint64)
+        n = vas.shape[0]
+        found = (
+            self._descend(vas.view(np.int64), None, target, compact_target=False)
+            if n >= _SMALL_BATCH
+            else None
+        )
+        if found is None:
+            return self._walk_lanes(vas, target)
+        ids, tables = found
+        lv = self._levels[target]
+        tpa = np.append(tables, np.uint64(0))
+        epa = tpa[ids]
+        idx = (vas >> np.uint64(lv.shift)) & np.uint64(lv.entries - 1)
+        epa += idx * np.uint64(self.fmt.entry_size)
+        return epa, ids != tables.size
+
+    def _read_tables(self, i: int, tables: NDArray[np.uint64]) -> NDArray[np.uint64]:
+        """Every entry of the level-``i`` tables at ``tables``, row by row, in one gather."""
+        lv = self._levels[i]
+        offs = np.arange(lv.entries, dtype=np.uint64) * np.uint64(self.fmt.entry_size)
+        return self._mem.gather_u64((tables[:, None] + offs[None, :]).ravel(), self._bo)
+
+    def _descend(
+        self,
+        v: NDArray[np.int64],
+        alive: NDArray[np.bool_] | None,
+        target: int,
+        *,
+        compact_target: bool,
+        leaves: NDArray[np.int64] | None = None,
+    ) -> tuple[NDArray[np.intp], NDArray[np.uint64]] | None:
+        """Walk levels ``0..target-1`` table by table instead of VA by VA.
+
+        A batch visits few tables: each visited table is read and decoded whole, once (one
+        gather and one ``entry_kind`` per level, however many VAs pass through it), and a VA
+        then moves down a level with one fancy index into the decoded children, in place.
+        A VA whose path ends (none, a leaf, a bad entry) moves to a dead row whose children
+        are dead, so no lane is ever compacted away. ``v`` is the VAs' int64 view: the
+        arithmetic shift leaves the index bits as a logical one would.
+
+        Returns (table id per VA, the level-``target`` tables); the dead id is
+        ``len(tables)``. With ``leaves`` (translate), a large leaf writes its physical
+        address there; without, a leaf or bad entry on a live path raises, as a walk that
+        must reach level ``target`` does. ``compact_target`` keeps only the tables some VA
+        reaches (the caller reads them whole). None when the batch spreads over so many
+        tables that reading them whole would cost more than the per-VA walk.
+        """
+        n = v.shape[0]
+        budget = _DENSE_PER_LANE * n + _DENSE_SLACK
+        levels = self._levels
+        tables = np.array([self.root_pa], dtype=np.uint64)
+        ids = np.zeros(n, dtype=np.intp)
+        if target == 0:
+            if alive is not None:
+                ids[~alive] = 1
+            return ids, tables
+        e0 = levels[0].entries
+        base = ids  # row * entries: where a VA's table starts in the decoded level
+        if alive is not None:
+            base[~alive] = e0
+        flat = np.empty(n, dtype=np.intp)
+        for i in range(target):
+            lv, below = levels[i], levels[i + 1]
+            width, k = lv.entries, tables.size
+            ents = self._read_tables(i, tables)
+            kind = np.asarray(self._ops.entry_kind(i, ents))
+            is_table = kind == ENTRY_TABLE
+            children = np.asarray(self._ops.table_pa(i, ents[is_table]), dtype=np.uint64)
+            c = children.size
+            np.right_shift(v, lv.shift, out=flat)
+            np.bitwise_and(flat, width - 1, out=flat)
+            flat += base
+            odd = ~is_table & (kind != ENTRY_NONE)
+            if odd.any():
+                self._odd_entries(i, v, flat, ents, kind, odd, leaves)
+            child = np.full(k * width + width, c, dtype=np.intp)  # the dead row: all dead
+            child[: k * width][is_table] = np.arange(c, dtype=np.intp)
+            last = i == target - 1
+            if c * below.entries > budget and (compact_target or not last):
+                cid = child[flat]
+                used = np.zeros(c + 1, dtype=np.bool_)
+                used[cid] = True
+                used[c] = False
+                keep = np.flatnonzero(used)
+                if keep.size * below.entries > budget:
+                    if not last:
+                        return None
+                    np.copyto(base, cid)  # the caller reads the target level VA by VA
+                    return base, children
+                remap = np.full(c + 1, keep.size, dtype=np.intp)
+                remap[keep] = np.arange(keep.size, dtype=np.intp)
+                np.take(remap, cid, out=base)
+                children = children[keep]
+                if not last:
+                    base *= below.entries
+            else:
+                if not last:
+                    child *= below.entries
+                np.take(child, flat, out=base)
+            tables = children
+        return base, tables
+
+    def _odd_entries(
+        self,
+        i: int,
+        v: NDArray[np.int64],
+        flat: NDArray[np.intp],
+        ents: NDArray[np.uint64],
+        kind: NDArray[Any],
+        odd: NDArray[np.bool_],
+        leaves: NDArray[np.int64] | None,
+    ) -> None:
+        """Large leaves and bad entries among the decoded level-``i`` entries: translate's
+        answer for the VAs that end on a leaf, or the walk's conflict error."""
+        width = self._levels[i].entries
+        if leaves is None:
+            flag = np.zeros(ents.size + width, dtype=np.bool_)
+            flag[: ents.size] = odd
+            hit = flag[flat]
+            if hit.any():
+                j = int(np.argmax(hit))
+                e = int(flat[j])
+                raise PageTableError(
+                    f"virtual address {int(v[j]) & ALL64:#x}: {self._levels[i].name} entry {int(ents[e]):#x} is "
+                    f"{'a large-page leaf' if kind[e] == ENTRY_LEAF else 'malformed'} on the path"
+                )
+            return
+        leaf = kind == ENTRY_LEAF
+        if not leaf.any():
+            return
+        start = np.full(ents.size + width, -1, dtype=np.int64)
+        pfn = np.asarray(self._ops.leaf_pfn(i, ents[leaf]), dtype=np.uint64)
+        start[: ents.size][leaf] = (pfn << np.uint64(self.fmt.page_shift)).astype(np.int64)
+        got = start[flat]
+        hit = got >= 0
+        got[hit] += v[hit] & (self._levels[i].page_size - 1)
+        np.maximum(leaves, got, out=leaves)
+
+    def _walk_lanes(
+        self, vas: NDArray[np.uint64], target: int
+    ) -> tuple[NDArray[np.uint64], NDArray[np.bool_]]:
+        """:meth:`_walk_to` lane by lane: one gather per level for every VA (small batches,
+        and paths through more tables than :meth:`_descend` would decode whole)."""
         n = vas.shape[0]
         table = np.full(n, self.root_pa, dtype=np.uint64)
         alive = np.ones(n, dtype=np.bool_)
@@ -325,6 +479,69 @@ class PageTable:
         ``follow_page`` walk would; the hardware may still fault on it (s390's invalid bit
         on old pages, x86 PROT_NONE).
         """
+        vas = np.ascontiguousarray(np.atleast_1d(np.asarray(vas, dtype=np.uint64)))
+        n = vas.shape[0]
+        if n < _SMALL_BATCH:
+            return self._translate_lanes(vas)
+        ok = np.asarray(self.in_space(vas), dtype=np.bool_)
+        v = vas.view(np.int64)
+        leaves = np.full(n, -1, dtype=np.int64)
+        found = self._descend(v, None if ok.all() else ok, self._last, compact_target=True, leaves=leaves)
+        if found is None:
+            return self._translate_lanes(vas)
+        ids, tables = found
+        lv = self._levels[self._last]
+        width, k = lv.entries, tables.size
+        if k * width > _DENSE_PER_LANE * n + _DENSE_SLACK:
+            out = self._read_ptes_lanes(v, ids, tables)
+        else:
+            out = self._read_ptes_dense(v, ids, tables)
+        if (leaves >= 0).any():
+            np.maximum(out, leaves, out=out)
+        return out
+
+    def _read_ptes_lanes(
+        self, v: NDArray[np.int64], ids: NDArray[np.intp], tables: NDArray[np.uint64]
+    ) -> NDArray[np.int64]:
+        """Translate's last level VA by VA: the VAs spread over more PTEs than they number."""
+        lv = self._levels[self._last]
+        live = np.flatnonzero(ids != tables.size)
+        out = np.full(v.shape[0], -1, dtype=np.int64)
+        vas = v[live].view(np.uint64)
+        epa = tables[ids[live]] + ((vas >> np.uint64(lv.shift)) & np.uint64(lv.entries - 1)) * np.uint64(
+            self.fmt.entry_size
+        )
+        ent = self._mem.gather_u64(epa, self._bo)
+        present = np.asarray(self._ops.pte_present(ent), dtype=np.bool_)
+        pfn = np.asarray(self._ops.pte_pfn(ent[present]), dtype=np.uint64)
+        off = vas[present] & np.uint64(lv.page_size - 1)
+        out[live[present]] = ((pfn << np.uint64(self.fmt.page_shift)) | off).astype(np.int64)
+        return out
+
+    def _read_ptes_dense(
+        self, v: NDArray[np.int64], ids: NDArray[np.intp], tables: NDArray[np.uint64]
+    ) -> NDArray[np.int64]:
+        """Translate's last level table by table: decode every PTE of the tables reached
+        once, then one fancy index per VA."""
+        lv = self._levels[self._last]
+        width, k = lv.entries, tables.size
+        ents = self._read_tables(self._last, tables)
+        present = np.asarray(self._ops.pte_present(ents), dtype=np.bool_)
+        pfn = np.asarray(self._ops.pte_pfn(ents), dtype=np.uint64)
+        # Per PTE: its page's physical address, -1 if not present; -1 | offset stays -1.
+        page = np.full(k * width + width, -1, dtype=np.int64)
+        np.copyto(page[: k * width], (pfn << np.uint64(self.fmt.page_shift)).astype(np.int64), where=present)
+        ids *= width
+        flat = np.right_shift(v, lv.shift)
+        np.bitwise_and(flat, width - 1, out=flat)
+        flat += ids
+        out = np.take(page, flat)
+        np.bitwise_and(v, lv.page_size - 1, out=flat)
+        out |= flat
+        return out
+
+    def _translate_lanes(self, vas: NDArray[np.uint64]) -> NDArray[np.int64]:
+        """:meth:`translate` lane by lane (small batches, or VAs over very many tables)."""
         vas = np.atleast_1d(np.asarray(vas, dtype=np.uint64))
         n = vas.shape[0]
         out = np.full(n, -1, dtype=np.int64)

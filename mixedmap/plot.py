@@ -1,4 +1,5 @@
-"""Figures of the guests experiment: struct-page memory against the number of guests.
+"""Figures of the guests experiment (struct-page memory against the number of guests) and of
+how a cost grows with its input (the benchmarks' linearity plots).
 
 matplotlib through ``matplotlib.figure.Figure`` and the Agg canvas only: no pyplot, no global
 state, so a library call never opens a window or leaks a figure between callers.
@@ -7,7 +8,7 @@ state, so a library call never opens a window or leaks a figure between callers.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,44 @@ def plot_guests(results: Sequence[GuestsResult], out_base: Path) -> tuple[Path, 
         )
         text = notes_ax.text(0.0, 1.0, notes, fontsize=7, va="top", ha="left", transform=notes_ax.transAxes)
         text.set_in_layout(False)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, format="png", dpi=120)
+    fig.savefig(svg, format="svg")
+    return png, svg
+
+
+def plot_scaling(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    out_base: Path,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> tuple[Path, Path]:
+    """Write ``<out_base>.png`` and ``.svg``: each series' (x, y) points on log-log axes,
+    with a dotted line of slope 1 through its largest point, so growth that is not linear
+    shows as a departure from the dots. Returns (png path, svg path)."""
+    if not series or not any(series.values()):
+        raise EINVAL("plot_scaling: no points to plot")
+    base = Path(out_base)
+    png, svg = base.with_name(base.name + ".png"), base.with_name(base.name + ".svg")
+    fig = Figure(figsize=(8.0, 5.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, (label, points) in enumerate(series.items()):
+        pts = sorted(points)
+        if not pts:
+            continue
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        (line,) = ax.plot(xs, ys, marker=_MARKERS[i % len(_MARKERS)], label=label)
+        x1, y1 = xs[-1], ys[-1]
+        ax.plot(xs, [y1 * x / x1 for x in xs], ":", color=line.get_color(), linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title + " (dotted: linear through the largest point)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
     base.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, format="png", dpi=120)
     fig.savefig(svg, format="svg")

@@ -76,6 +76,13 @@ def _list(console: Console, as_json_: bool) -> None:
 )
 @click.option("--guests", type=int, default=None, help="Guests scenario: number of guests.")
 @click.option("--image-size", default=None, help="Guests scenario: image size (e.g. 64M, 1G).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Guests scenario: worker processes building guests (default: one per core, at most 8; "
+    "1: all in this process). Every figure is still read from each guest's machine.",
+)
 @click.pass_obj
 def run_cmd(
     obj: Ctx,
@@ -90,6 +97,7 @@ def run_cmd(
     out: Path,
     guests: int | None,
     image_size: str | None,
+    workers: int | None,
 ) -> None:
     """Run a scenario file (or a bundled scenario by name) and report every step's outcome,
     per process RSS, memmap and page-table bytes, side by side for each arch and kernel.
@@ -132,10 +140,11 @@ def run_cmd(
             count=guests,
             image_size=image_size,
             kernels=kernels,
+            workers=workers,
         )
         click.get_current_context().exit(1 if failed else 0)
-    if guests is not None or image_size is not None:
-        raise click.UsageError("--guests/--image-size apply to a scenario with a [guests] table")
+    if guests is not None or image_size is not None or workers is not None:
+        raise click.UsageError("--guests/--image-size/--workers apply to a scenario with a [guests] table")
     if html is not None and html.suffix == ".html" and len(pairs) != 1:
         raise click.UsageError(
             f"--html {html}: a file holds one run, this is {len(pairs)}; give one --arch and one "

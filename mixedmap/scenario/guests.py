@@ -15,7 +15,7 @@ from rich.table import Column
 
 from mixedmap._table import keyed_table
 from mixedmap.errors import MixedmapError, ProfileError
-from mixedmap.guests import GuestsResult, run_guests
+from mixedmap.guests import GuestPool, GuestsResult, default_workers, run_guests, tune_host_malloc
 from mixedmap.machine import parse_size
 from mixedmap.plugin.registry import ArchRegistry
 from mixedmap.profiles import get_profile
@@ -93,8 +93,12 @@ def run_guests_scenario(
     count: int | None,
     image_size: str | None,
     kernels: Sequence[str],
+    workers: int | None = None,
 ) -> bool:
-    """Run, report, plot; True when a run failed its data check or could not be set up."""
+    """Run, report, plot; True when a run failed its data check or could not be set up.
+
+    ``workers`` processes (default: one per core, capped) build the guests of every run,
+    forked once before the progress bar starts; 1 builds them all in this process."""
     from mixedmap.plot import plot_guests
 
     g = scen.guests
@@ -103,10 +107,15 @@ def run_guests_scenario(
     size = parse_size(image_size if image_size is not None else g.image_size)
     if n < 1:
         raise MixedmapError(f"--guests {n}: need at least one guest")
+    nworkers = default_workers() if workers is None else workers
+    if nworkers < 1:
+        raise MixedmapError(f"--workers {nworkers}: need at least one")
     todo = plan(g, list(dict.fromkeys(arches)), kernels)
+    tune_host_malloc()  # this process builds guest 0 of every run (and all with --workers 1)
     results: list[tuple[Planned, GuestsResult | None, str | None]] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=as_json) as progress:
+    pool = GuestPool(min(nworkers, max(1, n - 1)), registry)
+    with pool, Progress(*columns, console=Console(stderr=True), transient=as_json) as progress:
         for p in todo:
             task = progress.add_task(f"{p.arch} {p.behaviour}", total=n)
             over = g.drivers.get(p.arch)
@@ -122,6 +131,7 @@ def run_guests_scenario(
                     registry=registry,
                     progress=_advance(progress, task),
                     keep_first=1 if dump is not None else 0,  # all guests are alike: dump one
+                    pool=pool,
                 )
             except ProfileError as exc:
                 results.append((p, None, str(exc)))
@@ -144,13 +154,14 @@ def run_guests_scenario(
             "file": filename,
             "guests": n,
             "image_size": size,
+            "workers": pool.workers,
             "runs": [_record(p, r, why) for p, r, why in results],
             "plots": [str(x) for x in plots] if plots else [],
             "dumps": [str(x) for x in images],
         }
         console.print_json(json.dumps(doc, default=str))
         return failed
-    _render(scen, filename, n, size, results, console)
+    _render(scen, filename, n, size, results, console, pool.workers)
     if plots:
         console.print(f"plot: {plots[0]} and {plots[1]}")
     for path in images:
@@ -165,11 +176,14 @@ def _render(
     size: int,
     results: Sequence[tuple[Planned, GuestsResult | None, str | None]],
     console: Console,
+    workers: int = 1,
 ) -> None:
     console.print(f"[bold]{scen.scenario.name}[/bold]  ({filename})")
     dax = any(not FILEMAP_XIP.applies(get_profile(p.kernel)) for p, _, _ in results)
     image = "XIP image (ext4 -o dax where the kernel has DAX)" if dax else "XIP image"
     console.print(f"{n} guests, each mapping all of one {_mib(size)} MiB read-only {image}")
+    built = "in this process" if workers == 1 else f"by {workers} worker processes (guest 0 in this one)"
+    console.print(f"guests built {built}")
     per_guest = keyed_table(
         ["arch", "behaviour", "driver"],
         _numbers("memmap", "w/ pages", "page tables", "PTEs"),
