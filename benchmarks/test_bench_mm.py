@@ -1,8 +1,11 @@
-"""mm-layer figures (issue 4): XIP read faults, and fork/munmap of 262,144 PTEs.
+"""mm-layer figures (issues 4, 11, 13): XIP read faults, and fork/munmap of 262,144 PTEs.
 
 Run: ``pytest benchmarks/test_bench_mm.py -q -p no:xdist``.
-Targets (2.6.27): >= 50,000 XIP read faults per second touching a 1 GiB file page by page;
-fork and munmap of an mm with 262,144 mapped PTEs under 2 s each.
+Targets: >= 150,000 XIP read faults per second touching a 1 GiB file page by page, with 6.18
+within 20% of 2.6.27 (issue 11: the ratio line of "fault 1 GiB page by page"); fork of an mm
+with 2 x 262,144 mapped PTEs and munmap of 262,144 of them <= 0.1 s each, on every arch and
+profile (issue 13; issue 4 asked for 50,000 faults/s and 2 s). The scalar per-page paths
+(``mm.read``/``mm.write``, anonymous and COW faults) are in ``test_bench_faults.py``.
 
 Each arch runs under 2.6.27 and 6.18 in the same session (``conftest.CASES``), and the
 summary prints the 6.18/2.6.27 ratio of each figure. The image is what each kernel maps:
@@ -49,19 +52,26 @@ def test_xip_read_faults_1gib(
     ps = m.page_size
     npages = GiB // ps
 
+    cpu: list[float] = []
+
     def run() -> int:
         mm = m.new_mm()
         base = mm.mmap(GiB, "r", MAP_PRIVATE, file=f)
+        t0 = time.process_time()
         for k in range(npages):
             mm.access(base + k * ps)
+        cpu.append(time.process_time() - t0)
         mm.exit()
         return npages
 
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    rate = npages / benchmark.stats["mean"]
+    benchmark.pedantic(run, rounds=2, iterations=1)
+    rate = npages / benchmark.stats["min"]
     benchmark.extra_info["faults_per_second"] = rate
-    benchmark.extra_info["target_met"] = rate >= 50_000  # a figure on shared cores, not asserted
-    figure("fault 1 GiB page by page", arch, kernel, benchmark.stats["mean"])
+    benchmark.extra_info["faults_per_cpu_second"] = npages / min(cpu)
+    benchmark.extra_info["target_met"] = rate >= 150_000  # a figure on shared cores, not asserted
+    figure("fault 1 GiB page by page", arch, kernel, benchmark.stats["min"])
+    # the faults alone, in this process's CPU seconds: what the neighbours' load leaves out
+    figure("fault 1 GiB page by page (CPU s)", arch, kernel, min(cpu))
 
 
 def test_fork_and_munmap_262144_ptes(
@@ -88,15 +98,17 @@ def test_fork_and_munmap_262144_ptes(
         t1 = time.perf_counter()
         child.munmap(anon, n * ps)
         t2 = time.perf_counter()
-        times["fork"], times["munmap"] = t1 - t0, t2 - t1
+        # the best of the rounds: the cores are shared, the work is the same every round
+        times["fork"] = min(times.get("fork", t1 - t0), t1 - t0)
+        times["munmap"] = min(times.get("munmap", t2 - t1), t2 - t1)
         assert child.rss == {"file": 0, "anon": 0}
         child.exit()
 
-    benchmark.pedantic(fork_then_unmap, rounds=2, iterations=1)
+    benchmark.pedantic(fork_then_unmap, rounds=3, iterations=1)
     benchmark.extra_info.update(times)
     figure("fork 2x262144 PTEs", arch, kernel, times["fork"])
     figure("munmap 262144 anon PTEs", arch, kernel, times["munmap"])
-    benchmark.extra_info["target_met"] = times["fork"] < 2.0 and times["munmap"] < 2.0
+    benchmark.extra_info["target_met"] = times["fork"] <= 0.1 and times["munmap"] <= 0.1
     assert parent.rss["anon"] == n
     parent.exit()
     assert m.pages.leaks() == {}

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from mixedmap.errors import OutOfMemory
 from mixedmap.mm import rmap
 from mixedmap.mm.memory import vm_normal_page
 from mixedmap.mm.vma import VM, VMA, FaultResult, VMFault
 from mixedmap.mm.zero import current_zero_pfn, zero_pfn
+from mixedmap.phys.memmap import PG
 from mixedmap.rules import FILE_FAULT_SIGBUS, ZERO_PAGE
 
 if TYPE_CHECKING:
@@ -35,18 +34,28 @@ def maybe_mkwrite(mm: MM, pte: int, vma: VMA) -> int:
     return int(mm.ops.pte_mkwrite(pte)) if vma.flags & VM.WRITE else pte
 
 
+_PG_ANON = int(PG.anon)
+#: ``__do_fault``'s "the handler is done" codes, as a plain int (IntFlag arithmetic costs
+#: more per fault than the test).
+_HANDLED = int(FaultResult.OOM | FaultResult.SIGBUS | FaultResult.NOPAGE)
+
+
 def handle_mm_fault(mm: MM, vma: VMA, addr: int, write: bool) -> FaultResult:
-    """mm/memory.c ``handle_mm_fault`` -> ``handle_pte_fault`` for one base page."""
+    """mm/memory.c ``handle_mm_fault`` -> ``handle_pte_fault`` for one base page.
+
+    The empty PTE (``pte_none``, not present: the usual first fault) is recognised by value,
+    its meaning asked of the arch once per mm (:attr:`MM.empty_is_none`)."""
     addr -= addr % mm.page_size
     try:
-        slot = mm.pt.pte_slot(addr, allocate=True)
+        slot = mm.fault_pte_slot(addr)
     except OutOfMemory:
         return FaultResult.OOM
-    assert slot is not None
-    pte = mm.pt.read_pte(slot)
+    mm._fault_slot = (addr, slot)
+    pte = mm.mem.read_u64(slot, mm.byteorder)
     ops = mm.ops
-    if not ops.pte_present(pte):
-        if not ops.pte_none(pte):
+    empty = pte == mm.empty_pte and mm.empty_is_none
+    if empty or not ops.pte_present(pte):
+        if not empty and not ops.pte_none(pte):
             return FaultResult.SIGBUS  # swap / nonlinear-file entries are not modelled
         if vma.vm_ops is not None:
             return do_linear_fault(mm, vma, addr, slot, write)
@@ -81,7 +90,8 @@ def do_anonymous_page(mm: MM, vma: VMA, addr: int, slot: int, write: bool) -> Fa
         (pfn,) = mm.machine.pages.alloc_pages(1).tolist()
     except OutOfMemory:
         return FaultResult.OOM
-    vma.anon_vma = True
+    if not vma.anon_vma:  # anon_vma_prepare: once; an attrs setattr costs microseconds
+        vma.anon_vma = True
     entry = maybe_mkwrite(mm, int(mm.ops.pte_mkdirty(mm.ops.pfn_pte(pfn, vma.page_prot))), vma)
     mm.rss_anon += 1
     rmap.page_add_new_anon_rmap(mm.machine.memmap, pfn, mm.id, vma.linear_pgoff(addr))
@@ -109,9 +119,9 @@ def do_linear_fault(mm: MM, vma: VMA, addr: int, slot: int, write: bool) -> Faul
     fault ends here, so a write to a private XIP mapping takes a second fault (COW).
     """
     assert vma.vm_ops is not None
-    vmf = VMFault(address=addr, pgoff=vma.linear_pgoff(addr), write=write)
+    vmf = VMFault(addr, ((addr - vma.start) >> mm.page_shift) + vma.pgoff, write)  # linear_page_index
     ret = vma.vm_ops.fault(vma, vmf)
-    if ret & (FaultResult.OOM | FaultResult.SIGBUS | FaultResult.NOPAGE):
+    if int(ret) & _HANDLED:
         return ret
     if vmf.page is None:
         return FaultResult.SIGBUS
@@ -125,7 +135,8 @@ def do_linear_fault(mm: MM, vma: VMA, addr: int, slot: int, write: bool) -> Faul
         except OutOfMemory:
             rmap.put_pages(mm.machine.pages, page)
             return FaultResult.OOM
-        vma.anon_vma = True
+        if not vma.anon_vma:  # anon_vma_prepare: once; an attrs setattr costs microseconds
+            vma.anon_vma = True
         mm.copy_page(page, mapped)
     entry = int(ops.pfn_pte(mapped, vma.page_prot))
     if write:
@@ -163,10 +174,15 @@ def do_wp_page(mm: MM, vma: VMA, addr: int, slot: int, orig: int) -> FaultResult
                 return ret
     shared_writable = vma.flags & (VM.WRITE | VM.SHARED) == VM.WRITE | VM.SHARED
     reuse = False
+    ok = 0
+    old_anon = False
+    if old is not None:  # one struct-page lookup for every question about the old page
+        ok = memmap.flat_of(old)
+        old_anon = bool(memmap.flags1d.item(ok) & _PG_ANON)
     if old is None:
         reuse = bool(shared_writable)
-    elif rmap.is_anon(memmap, old)[0]:
-        reuse = int(rmap.mapcount(memmap, old)[0]) == 1  # can_share_swap_page
+    elif old_anon:
+        reuse = memmap.mapcount1d.item(ok) == 1  # can_share_swap_page
     elif shared_writable:
         reuse = True
         rmap.set_page_dirty(memmap, old)
@@ -177,8 +193,9 @@ def do_wp_page(mm: MM, vma: VMA, addr: int, slot: int, orig: int) -> FaultResult
         return FaultResult.WRITE
     # COW ("gotten:"): the new page is anonymous.
     if old is not None:
-        pages.get_page(old)  # the temporary reference across the copy
-    vma.anon_vma = True
+        pages.get_page_at(old, ok)  # the temporary reference across the copy
+    if not vma.anon_vma:  # anon_vma_prepare: once; an attrs setattr costs microseconds
+        vma.anon_vma = True
     try:
         (new,) = pages.alloc_pages(1).tolist()
     except OutOfMemory:
@@ -191,14 +208,15 @@ def do_wp_page(mm: MM, vma: VMA, addr: int, slot: int, orig: int) -> FaultResult
         mm.cow_user_page(new, old, src_pfn)
     if old is None:
         mm.rss_anon += 1
-    elif not rmap.is_anon(memmap, old)[0]:
+    elif not old_anon:  # the copy changed nothing about the old page
         mm.rss_file -= 1
         mm.rss_anon += 1
     entry = maybe_mkwrite(mm, int(ops.pte_mkdirty(ops.pfn_pte(new, vma.page_prot))), vma)
     mm.pt.write_pte(slot, entry)
     rmap.page_add_new_anon_rmap(memmap, new, mm.id, vma.linear_pgoff(addr))
     if old is not None:
-        rmap.page_remove_rmap(memmap, old)
-        rmap.put_pages(pages, np.array([old, old], dtype=np.uint64))  # the PTE's and the temporary reference
+        mapcount = memmap.mapcount1d  # read after the allocation: it may have grown them
+        mapcount[ok] = mapcount.item(ok) - 1  # page_remove_rmap
+        pages.put_page_n(old, 2)  # the PTE's and the temporary reference, as one put_page
     mm.trace("cow", "mm/memory.c:do_wp_page", vma, addr, new, orig)
     return FaultResult.WRITE

@@ -150,7 +150,7 @@ def vm_normal_page(vma: VMA, addr: int, pte: int) -> int | None:
             raise VMBug(f"bad pte {pte:#x} at {addr:#x}: special PTE in a VMA without PFNMAP/MIXEDMAP")
     else:
         if vma.flags & VM.MIXEDMAP:
-            if not machine.pfn_valid(pfn)[0]:
+            if not mm.pfn_valid_one(pfn):
                 return None
         elif vma.flags & VM.PFNMAP:
             if pfn == vma.linear_pgoff(addr):
@@ -162,7 +162,7 @@ def vm_normal_page(vma: VMA, addr: int, pte: int) -> int | None:
     if report and pfn > highest_memmap_pfn(machine):
         _report_bad_page_map(vma, addr, pte, pfn, BAD_PFN)
         return None
-    if not machine.pfn_valid(pfn)[0]:
+    if not mm.pfn_valid_one(pfn):
         if report:
             raise VMBug(
                 f"vm_normal_page: pte {pte:#x} at {addr:#x} maps pfn {pfn:#x}, not above highest_memmap_pfn "
@@ -253,11 +253,9 @@ def vm_normal_pages(vma: VMA, vas: NDArray[np.uint64], ptes: NDArray[np.uint64])
 # -- insertion ----------------------------------------------------------------------------------
 def _slot(vma: VMA, addr: int) -> int:
     try:
-        slot = vma.mm.pt.pte_slot(addr, allocate=True)
+        return vma.mm.fault_pte_slot(addr)
     except OutOfMemory as exc:
         raise ENOMEM(f"no memory for a page table at {addr:#x}: {exc}") from exc
-    assert slot is not None
-    return slot
 
 
 def _check_range(vma: VMA, addr: int, who: str) -> None:
@@ -265,6 +263,11 @@ def _check_range(vma: VMA, addr: int, who: str) -> None:
         raise EFAULT(f"{who}: address {addr:#x} is outside the VMA [{vma.start:#x}, {vma.end:#x})")
     if addr % vma.mm.page_size:
         raise EFAULT(f"{who}: address {addr:#x} is not page aligned")
+
+
+def _pte_none(mm: MM, pte: int) -> bool:
+    """``pte_none``, the empty value recognised without asking the arch (see MM.empty_is_none)."""
+    return (pte == mm.empty_pte and mm.empty_is_none) or bool(mm.ops.pte_none(pte))
 
 
 def insert_page(vma: VMA, addr: int, pfn: int, prot: int) -> None:
@@ -275,7 +278,7 @@ def insert_page(vma: VMA, addr: int, pfn: int, prot: int) -> None:
     if rmap.is_anon(mm.machine.memmap, pfn)[0]:
         raise EINVAL(f"insert_page: pfn {pfn:#x} is an anonymous page")
     slot = _slot(vma, addr)
-    old = mm.pt.read_pte(slot)
+    old = mm.mem.read_u64(slot, mm.byteorder)
     if not mm.ops.pte_none(old):
         raise EBUSY(f"insert_page: PTE at {addr:#x} is already populated ({old:#x})")
     mm.machine.pages.get_page(pfn)
@@ -303,11 +306,11 @@ def vm_insert_page(vma: VMA, addr: int, pfn: int) -> None:
 def insert_pfn(vma: VMA, addr: int, pfn: int, prot: int) -> None:
     """mm/memory.c ``insert_pfn``: a special PTE; no refcount, rmap or RSS."""
     mm = vma.mm
-    if pfn >= mm.fmt.max_pfn:
+    if pfn >= mm.max_pfn:
         raise EINVAL(f"insert_pfn: pfn {pfn:#x} is beyond {mm.fmt.pa_bits} physical address bits")
     slot = _slot(vma, addr)
-    old = mm.pt.read_pte(slot)
-    if not mm.ops.pte_none(old):
+    old = mm.mem.read_u64(slot, mm.byteorder)
+    if not _pte_none(mm, old):
         raise EBUSY(f"insert_pfn: PTE at {addr:#x} is already populated ({old:#x})")
     mm.pt.write_pte(slot, mm.mkspecial_one(int(mm.ops.pfn_pte(pfn, prot))))
     mm.trace("insert_pfn", "mm/memory.c:insert_pfn", vma, addr, pfn, old)
@@ -358,7 +361,7 @@ def vm_insert_mixed(vma: VMA, addr: int, pfn: int) -> None:
     if not vma.flags & VM.MIXEDMAP:
         raise VMBug("vm_insert_mixed: BUG_ON(!(vma->vm_flags & VM_MIXEDMAP))")
     _check_range(vma, addr, "vm_insert_mixed")
-    if not mm.has_special and mm.machine.pfn_valid(pfn)[0]:
+    if not mm.has_special and (mm.pfn_valid_one(pfn) if pfn >= 0 else mm.machine.pfn_valid(pfn)[0]):
         insert_page(vma, addr, pfn, vma.page_prot)
     else:
         insert_pfn(vma, addr, pfn, vma.page_prot)

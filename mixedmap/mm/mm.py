@@ -41,6 +41,13 @@ if TYPE_CHECKING:
 
 log = get_logger("mixedmap.mm")
 _ids = itertools.count(1)
+_OOM, _SIGBUS = int(FaultResult.OOM), int(FaultResult.SIGBUS)
+#: Distinct PTE values :meth:`MM._access` keeps decoded before it starts over.
+_DECODED_MAX = 1 << 16
+
+
+def _vma_start(vma: VMA) -> int:
+    return vma.start
 
 
 def parse_prot(prot: int | str) -> int:
@@ -66,6 +73,13 @@ class Access:
     pfn: int
 
 
+# The frozen class's __init__ goes through object.__setattr__ per field, which costs more
+# than a whole present-PTE access: MM.access fills the slots directly instead (the same
+# object, equal and hashing as one built by Access(...)).
+_new_access = object.__new__
+_set_va, _set_fault, _set_pfn = (Access.__dict__[name].__set__ for name in ("va", "fault", "pfn"))
+
+
 class MM:
     """mm_struct: page tables, VMAs and RSS counters of one process."""
 
@@ -79,6 +93,8 @@ class MM:
         self.page_size = machine.page_size
         self.page_shift = machine.fmt.page_shift
         self.empty_pte = int(self.ops.empty_entry(len(self.fmt.levels) - 1))
+        #: First pfn beyond the arch's physical address bits (PageTableFormat.max_pfn, read once).
+        self.max_pfn = self.fmt.max_pfn
         self.pt = machine.new_pagetable()
         self.vmas: list[VMA] = []
         self.rss_file = 0
@@ -95,6 +111,40 @@ class MM:
         self._tracer: Any = machine.tracer
         # Verified once per binding to equal the arch's hooks (see BoundMode).
         self._special_mask = machine.mode.special_scalar_mask()
+        # -- the scalar access path's constants and caches (see _access) --
+        #: The machine's physical memory (where this mm's page tables live) and its byte order.
+        self.mem = machine.mem
+        self.byteorder = self.fmt.byteorder
+        self._page_mask = self.page_size - 1
+        #: The VMA the last access found: a TLB-like hint, dropped whenever the list changes.
+        self._vma_hint: VMA | None = None
+        #: What the access path needs of a PTE value, decoded once per value: () when not
+        #: present, else (writable, pte_mkyoung(pte), pte_mkdirty(pte_mkyoung(pte)), pfn).
+        #: The arch's helpers are pure functions of the value, so a value never decodes
+        #: differently; the table is bounded and simply restarts when full.
+        self._decoded: dict[int, tuple[()] | tuple[bool, int, int, int]] = {}
+        #: (page address, PTE slot) of the walk ``handle_mm_fault`` made for the fault in
+        #: progress: the handler's insert (``get_locked_pte`` in insert_page/insert_pfn) and
+        #: the retried access find the same PTE without walking again. Only munmap and exit
+        #: free this mm's tables, and both drop it.
+        self._fault_slot: tuple[int, int] | None = None
+        #: PTE tables the access path has walked to, by the VA bits above a table's reach (a
+        #: TLB of the upper levels, as PageTable.pte_slot's own one-entry cache but for many
+        #: tables). Dropped with _fault_slot: only munmap and exit free this mm's tables.
+        leaf = self.fmt.levels[-1]
+        self._reach_shift = leaf.shift + leaf.index_bits
+        self._leaf_shift = leaf.shift
+        self._leaf_mask = leaf.entries - 1
+        self._entry_size = self.fmt.entry_size
+        self._pte_tables: dict[int, int] = {}
+        #: ``pfn_valid`` of one pfn, the arch's implementation resolved at bind time.
+        self.pfn_valid_one = machine.binding.pfn_valid_scalar(machine.memmap)
+        #: That is the core's SPARSEMEM test (MemMap.pfn_valid_one): "the section has a memmap".
+        self.pfn_valid_is_core = machine.binding.pfn_valid_is_core
+        #: The empty PTE is none and not present (handle_pte_fault's common case), asked once.
+        self.empty_is_none = not self.ops.pte_present(self.empty_pte) and bool(
+            self.ops.pte_none(self.empty_pte)
+        )
 
     # -- helpers for the mm paths -----------------------------------------------------------
     @property
@@ -105,6 +155,16 @@ class MM:
     @property
     def rss(self) -> dict[str, int]:
         return {"file": self.rss_file, "anon": self.rss_anon}
+
+    def fault_pte_slot(self, addr: int) -> int:
+        """``pte_slot(addr, allocate=True)``, from the current fault's walk when it is for
+        ``addr`` (see ``_fault_slot``); may raise OutOfMemory as the walk does."""
+        hint = self._fault_slot
+        if hint is not None and hint[0] == addr:
+            return hint[1]
+        slot = self.pt.pte_slot(addr, allocate=True)
+        assert slot is not None
+        return slot
 
     def pte_special_one(self, pte: int) -> bool:
         if self._special_mask is not None:
@@ -120,8 +180,9 @@ class MM:
         return int(self.mode.pte_mkspecial(np.array([pte], dtype=np.uint64))[0])
 
     def copy_page(self, src_pfn: int, dst_pfn: int) -> None:
+        """``copy_user_highpage``: the frame's bytes, block by block in physical memory."""
         ps = self.page_size
-        self.machine.mem.write(dst_pfn * ps, self.machine.mem.read(src_pfn * ps, ps))
+        self.mem.copy(src_pfn * ps, dst_pfn * ps, ps)
 
     def cow_user_page(self, dst_pfn: int, src_page: int | None, src_pfn: int) -> None:
         """``cow_user_page``: copy from the page, or without one through the user address.
@@ -151,14 +212,16 @@ class MM:
 
     # -- VMAs -----------------------------------------------------------------------------------
     def find_vma(self, addr: int) -> VMA | None:
-        """The VMA containing ``addr`` (None if none does)."""
-        i = bisect.bisect_right([v.start for v in self.vmas], addr) - 1
-        if i >= 0 and self.vmas[i].contains(addr):
-            return self.vmas[i]
+        """The VMA containing ``addr`` (None if none does): a bisect of the sorted list."""
+        vmas = self.vmas
+        i = bisect.bisect_right(vmas, addr, key=_vma_start) - 1
+        if i >= 0 and addr < vmas[i].end:
+            return vmas[i]
         return None
 
     def _insert_vma(self, vma: VMA) -> None:
-        bisect.insort(self.vmas, vma, key=lambda v: v.start)
+        self._vma_hint = None
+        bisect.insort(self.vmas, vma, key=_vma_start)
 
     def _get_unmapped_area(self, length: int) -> int:
         addr = self.mmap_base
@@ -324,7 +387,10 @@ class MM:
         self._split(end)
         for vma in self._vmas_in(addr, end):
             memory.zap_pte_range(vma, vma.start, vma.end)
+            self._vma_hint = None
             self.vmas.remove(vma)
+        self._fault_slot = None
+        self._pte_tables.clear()
         self.pt.free_pgtables(addr, end)
 
     def mprotect(self, addr: int, length: int, prot: int | str) -> None:
@@ -393,6 +459,9 @@ class MM:
         pinned = pinned_pages_of(self)  # FOLL_PIN pins outlive the mm: named after the zap
         for vma in list(self.vmas):
             memory.zap_pte_range(vma, vma.start, vma.end)
+        self._vma_hint = None
+        self._fault_slot = None
+        self._pte_tables.clear()
         self.vmas.clear()
         self.pt.free()
         self.dead = True
@@ -412,49 +481,108 @@ class MM:
         Returns which fault the kernel took ("none" when the PTE allowed it); SIGSEGV,
         SIGBUS and OOM come as typed errors.
         """
-        self._alive()
-        vma = self.find_vma(va)
-        if vma is None:
-            raise SIGSEGV(f"SIGSEGV: no mapping at {va:#x}", va)
-        if write and not vma.flags & VM.WRITE:
+        pfn, fault = self._access(va, write, exec)
+        acc: Access = _new_access(Access)
+        _set_va(acc, va)
+        _set_fault(acc, fault)
+        _set_pfn(acc, pfn)
+        return acc
+
+    def _access(self, va: int, write: bool, exec: bool) -> tuple[int, str]:
+        """:meth:`access` as (pfn, fault): the CPU's side, then ``do_page_fault``.
+
+        The hot path (the PTE is present and permits the access, as the TLB or a hardware
+        walk would find it) is one cached VMA check, one cached walk to the PTE slot
+        (:meth:`PageTable.pte_slot`), one read and a dictionary lookup of what the value
+        means; only a fault goes through ``handle_mm_fault`` (2.6.27 arch/x86/mm/fault.c
+        ``do_page_fault`` -> mm/memory.c ``handle_mm_fault``).
+        """
+        if self.dead:
+            raise EINVAL(f"mm {self.id} has exited")
+        vma = self._vma_hint
+        if vma is None or not vma.start <= va < vma.end:
+            vma = self.find_vma(va)
+            if vma is None:
+                raise SIGSEGV(f"SIGSEGV: no mapping at {va:#x}", va)
+            self._vma_hint = vma
+        flags = vma.flags
+        if write and not flags & VM_WRITE:
             raise SIGSEGV(f"SIGSEGV: write to {va:#x} in {vma.describe()}", va)
-        if exec and not vma.flags & VM.EXEC:
+        if exec and not flags & VM_EXEC:
             raise SIGSEGV(f"SIGSEGV: exec at {va:#x} in {vma.describe()}", va)
-        if not vma.flags & (VM.READ | VM.WRITE | VM.EXEC):
+        if not flags & (VM_READ | VM_WRITE | VM_EXEC):
             raise SIGSEGV(f"SIGSEGV: access to PROT_NONE {va:#x}", va)
-        page_va = va - va % self.page_size
-        slot = self.pt.pte_slot(page_va, allocate=False)
-        pte = self.pt.read_pte(slot) if slot is not None else self.empty_pte
-        ops = self.ops
-        fault = "none"
-        if ops.pte_present(pte) and (not write or ops.pte_write(pte)):
-            entry = int(ops.pte_mkyoung(pte))  # what the MMU (or the arch's fault path) sets
-            if write:
-                entry = int(ops.pte_mkdirty(entry))
-            if entry != pte and slot is not None:
-                self.pt.write_pte(slot, entry)
+        page_va = va - (va & self._page_mask)
+        pt = self.pt
+        key = page_va >> self._reach_shift
+        table = self._pte_tables.get(key)
+        if table is not None:
+            slot: int | None = table + ((page_va >> self._leaf_shift) & self._leaf_mask) * self._entry_size
         else:
-            was_present = bool(ops.pte_present(pte))
-            ret = handle_mm_fault(self, vma, page_va, write)
-            if ret & FaultResult.OOM:
+            slot = pt.pte_slot(page_va, allocate=False)
+            if slot is not None:
+                self._remember_table(key, page_va, slot)
+        pte = self.mem.read_u64(slot, self.byteorder) if slot is not None else self.empty_pte
+        dec = self._decoded.get(pte)
+        if dec is None:
+            dec = self._decode(pte)
+        if dec:  # present: what the MMU (or the arch's fault path) sets, A and for a write D
+            if not write:
+                if dec[1] != pte and slot is not None:
+                    pt.write_pte(slot, dec[1])
+                return dec[3], "none"
+            if dec[0]:
+                if dec[2] != pte and slot is not None:
+                    pt.write_pte(slot, dec[2])
+                return dec[3], "none"
+        if slot is not None:  # handle_mm_fault walks to the same PTE: hand it the slot
+            self._fault_slot = (page_va, slot)
+        ret = int(handle_mm_fault(self, vma, page_va, write))
+        if ret & _OOM:
+            raise OOMError(f"VM_FAULT_OOM at {va:#x}", va)
+        if ret & _SIGBUS:
+            raise SIGBUS(f"SIGBUS at {va:#x} in {vma.describe()}", va)
+        fault = "wp" if dec else "fault"
+        hint, self._fault_slot = self._fault_slot, None
+        slot = hint[1] if hint is not None and hint[0] == page_va else pt.pte_slot(page_va, allocate=False)
+        assert slot is not None
+        if table is None:  # the fault may have allocated the table
+            self._remember_table(key, page_va, slot)
+        pte = self.mem.read_u64(slot, self.byteorder)
+        ops = self.ops
+        if not ops.pte_present(pte) or (write and not ops.pte_write(pte)):
+            # NOPAGE for a private write: the PTE is read-only now; the retried access
+            # takes the write-protect fault (two faults, as the kernel takes them).
+            ret = int(handle_mm_fault(self, vma, page_va, write))
+            if ret & _OOM:
                 raise OOMError(f"VM_FAULT_OOM at {va:#x}", va)
-            if ret & FaultResult.SIGBUS:
+            if ret & _SIGBUS:
                 raise SIGBUS(f"SIGBUS at {va:#x} in {vma.describe()}", va)
-            fault = "wp" if was_present else "fault"
-            slot = self.pt.pte_slot(page_va, allocate=False)
-            assert slot is not None
-            pte = self.pt.read_pte(slot)
-            if not ops.pte_present(pte) or (write and not ops.pte_write(pte)):
-                # NOPAGE for a private write: the PTE is read-only now; the retried access
-                # takes the write-protect fault (two faults, as the kernel takes them).
-                ret = handle_mm_fault(self, vma, page_va, write)
-                if ret & FaultResult.OOM:
-                    raise OOMError(f"VM_FAULT_OOM at {va:#x}", va)
-                if ret & FaultResult.SIGBUS:
-                    raise SIGBUS(f"SIGBUS at {va:#x} in {vma.describe()}", va)
-                fault = "fault+wp"
-                pte = self.pt.read_pte(slot)
-        return Access(va=va, fault=fault, pfn=int(ops.pte_pfn(pte)))
+            fault = "fault+wp"
+            pte = self.mem.read_u64(slot, self.byteorder)
+        return int(ops.pte_pfn(pte)), fault
+
+    def _remember_table(self, key: int, page_va: int, slot: int) -> None:
+        """Record the PTE table of a walk for :meth:`_access` (bounded: starts over when full)."""
+        tables = self._pte_tables
+        if len(tables) >= _DECODED_MAX:
+            tables.clear()
+        tables[key] = slot - ((page_va >> self._leaf_shift) & self._leaf_mask) * self._entry_size
+
+    def _decode(self, pte: int) -> tuple[()] | tuple[bool, int, int, int]:
+        """Decode a PTE value for :meth:`_access` (the arch's helpers, once per value)."""
+        ops = self.ops
+        dec: tuple[()] | tuple[bool, int, int, int]
+        if not ops.pte_present(pte):
+            dec = ()
+        else:
+            young = int(ops.pte_mkyoung(pte))
+            dec = (bool(ops.pte_write(pte)), young, int(ops.pte_mkdirty(young)), int(ops.pte_pfn(pte)))
+        decoded = self._decoded
+        if len(decoded) >= _DECODED_MAX:
+            decoded.clear()
+        decoded[pte] = dec
+        return dec
 
     def _pages(self, va: int, n: int) -> Iterator[tuple[int, int, int]]:
         while n > 0:
@@ -465,18 +593,28 @@ class MM:
 
     def read(self, va: int, n: int) -> bytes:
         """Read ``n`` user bytes at ``va``, faulting pages in as needed."""
+        off = va & self._page_mask
+        if 0 < n <= self.page_size - off:  # within one page: one access, no Access object
+            pfn = self._access(va, False, False)[0]
+            return self.mem.read((pfn << self.page_shift) + off, n)
         out = bytearray()
         for page_va, off, chunk in self._pages(va, n):
-            acc = self.access(page_va)
-            out += self.machine.mem.read(acc.pfn * self.page_size + off, chunk)
+            pfn = self._access(page_va, False, False)[0]
+            out += self.mem.read(pfn * self.page_size + off, chunk)
         return bytes(out)
 
     def write(self, va: int, data: bytes) -> None:
         """Write user bytes at ``va`` (write faults, COW, as needed)."""
+        off = va & self._page_mask
+        n = len(data)
+        if 0 < n <= self.page_size - off:  # within one page
+            pfn = self._access(va, True, False)[0]
+            self.mem.write((pfn << self.page_shift) + off, data)
+            return
         pos = 0
-        for page_va, off, chunk in self._pages(va, len(data)):
-            acc = self.access(page_va, write=True)
-            self.machine.mem.write(acc.pfn * self.page_size + off, data[pos : pos + chunk])
+        for page_va, off, chunk in self._pages(va, n):
+            pfn = self._access(page_va, True, False)[0]
+            self.mem.write(pfn * self.page_size + off, data[pos : pos + chunk])
             pos += chunk
 
     # -- accounting -----------------------------------------------------------------------------

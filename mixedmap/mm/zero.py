@@ -14,7 +14,6 @@ declare; mips and loongarch do the same.
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,33 +24,34 @@ from mixedmap.phys.memmap import PG
 if TYPE_CHECKING:
     from mixedmap.machine import Machine
 
-_zero: weakref.WeakKeyDictionary[Machine, int] = weakref.WeakKeyDictionary()
+# The pfn lives on the machine's page allocator (PageAllocator.zero_pfn): one per machine,
+# gone with it, and one attribute read for the per-fault is_zero_pfn.
 
 
 def zero_pfn(machine: Machine) -> int:
     """``my_zero_pfn``: the machine's zero page, allocated (PG_reserved) on first use."""
-    pfn = _zero.get(machine)
+    pfn = machine.pages.zero_pfn
     if pfn is None:
         (pfn,) = machine.pages.alloc_pages(1, flags=int(PG.reserved)).tolist()
-        _zero[machine] = pfn
+        machine.pages.zero_pfn = pfn
     return pfn
 
 
 def zero_allocated(machine: Machine) -> bool:
     """Whether the machine's zero page exists yet."""
-    return machine in _zero
+    return machine.pages.zero_pfn is not None
 
 
 def current_zero_pfn(machine: Machine) -> int | None:
     """The zero pfn if the machine has allocated it, else None (no allocation: a scalar
     ``is_zero_pfn`` for paths that must not create the page just to compare with it)."""
-    return _zero.get(machine)
+    return machine.pages.zero_pfn
 
 
 def is_zero_pfn(machine: Machine, pfns: int | NDArray[np.uint64]) -> NDArray[np.bool_]:
     """``is_zero_pfn`` over a batch (False everywhere while no zero page exists)."""
     arr = np.atleast_1d(np.asarray(pfns, dtype=np.uint64))
-    pfn = _zero.get(machine)
+    pfn = machine.pages.zero_pfn
     if pfn is None:
         return np.zeros(arr.shape, dtype=np.bool_)
     same: NDArray[np.bool_] = arr == np.uint64(pfn)
@@ -63,7 +63,7 @@ def release_zero_page(machine: Machine) -> bool:
     kernel never does; a model that checks for leaks at teardown must). Zero-page PTEs take
     no reference, so every live address space is looked at too, one batch per VMA. Returns
     whether it was freed."""
-    pfn = _zero.get(machine)
+    pfn = machine.pages.zero_pfn
     if pfn is None or int(machine.pages.page_count(pfn)[0]) != 1:
         return False
     for mm in machine.mms:
@@ -73,5 +73,5 @@ def release_zero_page(machine: Machine) -> bool:
             if (np.asarray(mm.ops.pte_pfn(ptes[present]), dtype=np.uint64) == np.uint64(pfn)).any():
                 return False
     machine.pages.free_pages(pfn)
-    del _zero[machine]
+    machine.pages.zero_pfn = None
     return True

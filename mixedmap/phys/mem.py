@@ -22,8 +22,11 @@ BLOCK_SHIFT = 12
 BLOCK_SIZE = 1 << BLOCK_SHIFT
 _SB_SHIFT = 18  # blocks per superblock: 2**18 x 4 KiB = 1 GiB
 _SB_MASK = (1 << _SB_SHIFT) - 1
+_BLOCK_MASK = BLOCK_SIZE - 1
 _U64 = {"little": np.dtype("<u8"), "big": np.dtype(">u8")}
 _STRUCT = {"little": struct.Struct("<Q"), "big": struct.Struct(">Q")}
+_UNPACK = {order: st.unpack_from for order, st in _STRUCT.items()}
+_PACK = {order: st.pack_into for order, st in _STRUCT.items()}
 
 
 class PhysMem:
@@ -33,6 +36,9 @@ class PhysMem:
         # Slot 0 is a block of zeros that is never written, and row 0 of the directory is
         # a superblock of nothing but slot 0: unwritten memory gathers as zero with no mask.
         self._store = np.zeros((16, BLOCK_SIZE), dtype=np.uint8)
+        #: The store as one flat byte view (slot * BLOCK_SIZE + offset): the scalar paths
+        #: index it directly, with no numpy row object per access. Renewed with the store.
+        self._flat = self._store.data.cast("B")
         self._nslots = 1
         self._free_slots: list[int] = []
         self._slot: dict[int, int] = {}
@@ -75,6 +81,7 @@ class PhysMem:
                 grown = np.zeros((2 * self._store.shape[0], BLOCK_SIZE), dtype=np.uint8)
                 grown[: self._nslots] = self._store[: self._nslots]
                 self._store = grown
+                self._flat = grown.data.cast("B")
             slot = self._nslots
             self._nslots += 1
         self._slot[block] = slot
@@ -111,6 +118,17 @@ class PhysMem:
         first = (arr << np.uint64(page_shift)) >> np.uint64(BLOCK_SHIFT)
         self._discard_blocks((first[:, None] + np.arange(per, dtype=np.uint64)[None, :]).ravel())
 
+    def discard_frame(self, pfn: int, page_shift: int) -> None:
+        """:meth:`discard_frames` of one frame with plain ints (a freshly allocated page)."""
+        first = (pfn << page_shift) >> BLOCK_SHIFT
+        slots = self._slot
+        for block in range(first, first + (1 << max(0, page_shift - BLOCK_SHIFT))):
+            if block in slots:
+                slot = slots.pop(block)
+                self._store[slot] = 0
+                self._second[int(self._top[block >> _SB_SHIFT]), block & _SB_MASK] = 0
+                self._free_slots.append(slot)
+
     def _discard_blocks(self, blocks: NDArray[np.uint64]) -> None:
         """One gather finds the few blocks that hold bytes (a GiB region or a fresh batch of
         pages mostly never stored any); only those cost a Python step."""
@@ -134,6 +152,13 @@ class PhysMem:
     # -- bytes ----------------------------------------------------------------------------
     def read(self, pa: int, size: int) -> bytes:
         """``size`` bytes at ``pa`` (zeros where nothing was written)."""
+        off = pa & _BLOCK_MASK
+        if 0 < size <= BLOCK_SIZE - off:  # within one block: one slice of the flat view
+            slot = self._slot.get(pa >> BLOCK_SHIFT)
+            if slot is None:
+                return bytes(size)
+            base = (slot << BLOCK_SHIFT) + off
+            return self._flat[base : base + size].tobytes()
         out = bytearray()
         while size > 0:
             block, off = pa >> BLOCK_SHIFT, pa & (BLOCK_SIZE - 1)
@@ -145,6 +170,14 @@ class PhysMem:
 
     def write(self, pa: int, data: bytes | bytearray | memoryview) -> None:
         """Store ``data`` at ``pa``."""
+        off = pa & _BLOCK_MASK
+        if type(data) is bytes and 0 < len(data) <= BLOCK_SIZE - off:  # one block, one slice
+            slot = self._slot.get(pa >> BLOCK_SHIFT)
+            if slot is None:
+                slot = self._slot_for(pa >> BLOCK_SHIFT)
+            base = (slot << BLOCK_SHIFT) + off
+            self._flat[base : base + len(data)] = data
+            return
         view = memoryview(data).cast("B")
         pos = 0
         while pos < len(view):
@@ -154,18 +187,35 @@ class PhysMem:
             self._store[slot, off : off + n] = np.frombuffer(view[pos : pos + n], dtype=np.uint8)
             pa, pos = pa + n, pos + n
 
+    def copy(self, src: int, dst: int, size: int) -> None:
+        """``write(dst, read(src, size))`` for non-overlapping ranges (a COW's page copy):
+        whole blocks are copied row to row in the store, without a bytes object between."""
+        if (src | dst | size) & _BLOCK_MASK or abs(src - dst) < size:
+            self.write(dst, self.read(src, size))
+            return
+        slots = self._slot
+        for i in range(size >> BLOCK_SHIFT):
+            s_slot = slots.get((src >> BLOCK_SHIFT) + i)
+            d_slot = self._slot_for((dst >> BLOCK_SHIFT) + i)  # may grow the store: index it after
+            if s_slot is None:
+                self._store[d_slot] = 0
+            else:
+                self._store[d_slot] = self._store[s_slot]
+
     # -- 64-bit entries -------------------------------------------------------------------
     def read_u64(self, pa: int, byteorder: str) -> int:
         """One 8-byte entry at ``pa`` (8-byte aligned) in the given byte order."""
         slot = self._slot.get(pa >> BLOCK_SHIFT)
         if slot is None:
             return 0
-        value: int = _STRUCT[byteorder].unpack_from(self._store[slot], pa & (BLOCK_SIZE - 1))[0]
+        value: int = _UNPACK[byteorder](self._flat, (slot << BLOCK_SHIFT) | (pa & _BLOCK_MASK))[0]
         return value
 
     def write_u64(self, pa: int, value: int, byteorder: str) -> None:
-        slot = self._slot_for(pa >> BLOCK_SHIFT)
-        _STRUCT[byteorder].pack_into(self._store[slot], pa & (BLOCK_SIZE - 1), value)
+        slot = self._slot.get(pa >> BLOCK_SHIFT)
+        if slot is None:
+            slot = self._slot_for(pa >> BLOCK_SHIFT)
+        _PACK[byteorder](self._flat, (slot << BLOCK_SHIFT) | (pa & _BLOCK_MASK), value)
 
     def gather_u64(self, pas: NDArray[np.uint64], byteorder: str) -> NDArray[np.uint64]:
         """Entries at many 8-byte-aligned physical addresses, as native uint64."""

@@ -56,6 +56,17 @@ class MemMap:
         self.flags = np.zeros(rows, dtype=np.uint32)
         self.mapping = np.zeros(rows, dtype=np.int64)
         self.index = np.zeros(rows, dtype=np.uint64)
+        self._flat_views()
+
+    def _flat_views(self) -> None:
+        """One-dimensional views of the state arrays, indexed by :meth:`flat_of`: the scalar
+        fault path reads and writes one struct page with a 1-D index, a fraction of what a
+        ``[row, col]`` tuple index costs. Renewed whenever the arrays are."""
+        self.refcount1d: NDArray[np.int32] = self.refcount.reshape(-1)
+        self.mapcount1d: NDArray[np.int32] = self.mapcount.reshape(-1)
+        self.flags1d: NDArray[np.uint32] = self.flags.reshape(-1)
+        self.mapping1d: NDArray[np.int64] = self.mapping.reshape(-1)
+        self.index1d: NDArray[np.uint64] = self.index.reshape(-1)
 
     # -- sections -----------------------------------------------------------------------
     def _grow(self, last: int) -> None:
@@ -129,6 +140,7 @@ class MemMap:
         self.flags = np.zeros(rows, dtype=np.uint32)
         self.mapping = np.zeros(rows, dtype=np.int64)
         self.index = np.zeros(rows, dtype=np.uint64)
+        self._flat_views()
 
     # -- pfn_valid ------------------------------------------------------------------------
     def pfn_valid(self, pfns: NDArray[np.uint64]) -> NDArray[np.bool_]:
@@ -141,6 +153,13 @@ class MemMap:
         out = np.zeros(sec.shape, dtype=np.bool_)
         out[inside] = self._has_memmap[sec[inside].astype(np.intp)]
         return out
+
+    def pfn_valid_one(self, pfn: int) -> bool:
+        """:meth:`pfn_valid` of one pfn as a plain bool: the scalar fault path asks it per
+        fault, where a one-element array in and out would cost more than the test."""
+        sec = pfn >> self.pfn_section_shift
+        has = self._has_memmap
+        return 0 <= sec < has.size and bool(has[sec])
 
     # -- struct page state ------------------------------------------------------------------
     def rows(self, pfns: NDArray[np.uint64]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -177,6 +196,19 @@ class MemMap:
             row = self._new_row()
             self._slot[sec] = row
         return row, pfn & (self.pages_per_section - 1)
+
+    def flat_of(self, pfn: int) -> int:
+        """:meth:`row_col` as one index into the ``*1d`` views (``row * pages_per_section +
+        col``), the struct page created on first touch; AddressError without a memmap."""
+        sec = pfn >> self.pfn_section_shift
+        has = self._has_memmap
+        if pfn < 0 or sec >= has.size or not has.item(sec):
+            raise AddressError(f"pfn {pfn:#x} has no struct page (its section has no memmap)")
+        row: int = self._slot.item(sec)
+        if row == 0:
+            row = self._new_row()
+            self._slot[sec] = row
+        return row * self.pages_per_section + (pfn & (self.pages_per_section - 1))
 
     def spans(self, pfns: NDArray[np.uint64]) -> list[tuple[int, int, int]] | None:
         """``(row, first col, end col)`` per section of an ascending run of consecutive pfns
@@ -231,5 +263,6 @@ class MemMap:
                 new = np.zeros((2 * old.shape[0], old.shape[1]), dtype=old.dtype)
                 new[: old.shape[0]] = old
                 setattr(self, name, new)
+            self._flat_views()
         self._nrows += 1
         return row

@@ -74,6 +74,10 @@ class PageAllocator:
         self.page_size = 1 << page_shift
         #: Receives struct page get/put events when a trace is on (see mixedmap.trace).
         self.tracer: Any = None
+        #: The machine's shared zero page once :mod:`mixedmap.mm.zero` allocated it (its
+        #: ``my_zero_pfn``); kept here, one per allocator, so the fault path's ``is_zero_pfn``
+        #: is one attribute read.
+        self.zero_pfn: int | None = None
         # The FOLL_PIN ledger: sorted pinned pfns and their exact pin counts (the kernel
         # keeps only the biased refcount for a small folio; the model checks unpins with it).
         self._pin_pfns = np.zeros(0, dtype=np.uint64)
@@ -104,6 +108,16 @@ class PageAllocator:
 
     def _init(self, pfns: NDArray[np.uint64], flags: int) -> None:
         mm = self.memmap
+        if pfns.size == 1:  # one frame (a fault's page, a page table): plain ints
+            pfn = int(pfns[0])
+            k = mm.flat_of(pfn)
+            mm.refcount1d[k] = 1
+            mm.mapcount1d[k] = 0
+            mm.flags1d[k] = flags
+            mm.mapping1d[k] = 0
+            mm.index1d[k] = 0
+            self.mem.discard_frame(pfn, self.page_shift)
+            return
         spans = mm.spans(pfns)
         if spans is not None:  # a run of frames (alloc_contig, or a fresh batch): slices
             for srow, lo, hi in spans:
@@ -129,15 +143,22 @@ class PageAllocator:
         counts: NDArray[np.int32] = self.memmap.refcount[row, col]
         return counts
 
+    def get_page_at(self, pfn: int, k: int) -> None:
+        """:meth:`get_page` of one pfn whose struct page the caller located
+        (:meth:`MemMap.flat_of` gave ``k``): the scalar fault path takes its reference without
+        a second lookup (``folio_get``/``get_page``, include/linux/mm.h)."""
+        refcount = self.memmap.refcount1d
+        count = refcount.item(k)
+        if count <= 0:
+            raise VMBug(f"get_page on free page {pfn:#x} (refcount 0)")
+        refcount[k] = count + 1
+        if self.tracer is not None:
+            self._trace("get_page", "include/linux/mm.h:get_page", np.array([pfn], dtype=np.uint64))
+
     def get_page(self, pfns: int | NDArray[np.uint64]) -> None:
         """Take a reference on each page (a pfn may repeat: one reference per occurrence)."""
         if type(pfns) is int and pfns >= 0:  # the scalar fault path: plain ints
-            r, c = self.memmap.row_col(pfns)
-            if self.memmap.refcount[r, c] <= 0:
-                raise VMBug(f"get_page on free page {pfns:#x} (refcount 0)")
-            self.memmap.refcount[r, c] += 1
-            if self.tracer is not None:
-                self._trace("get_page", "include/linux/mm.h:get_page", np.array([pfns], dtype=np.uint64))
+            self.get_page_at(pfns, self.memmap.flat_of(pfns))
             return
         arr = _arr(pfns)
         refcount = self.memmap.refcount
@@ -165,12 +186,39 @@ class PageAllocator:
 
     def put_page(self, pfns: int | NDArray[np.uint64]) -> NDArray[np.uint64]:
         """Drop a reference on each page; frees those that reach zero and returns them."""
+        if type(pfns) is int and pfns >= 0 and not self._pin_pfns.size:
+            return self.put_page_n(pfns, 1)
         arr = _arr(pfns)
         if _ascending(arr):  # what np.unique would answer, without the sort
             uniq, drops = arr, np.ones(arr.shape, dtype=np.int64)
         else:
             uniq, drops = np.unique(arr, return_counts=True)
         return self._put(uniq, drops, arr, "put_page", "mm/swap.c:put_page")
+
+    def put_page_n(self, pfn: int, n: int) -> NDArray[np.uint64]:
+        """``n`` :meth:`put_page` references of one page at once (``put_page`` of an array
+        holding ``pfn`` ``n`` times, one trace event): the scalar fault path's release
+        (do_wp_page drops the PTE's and its temporary reference together), with plain ints.
+        Pages with pins outstanding take the batch path, which checks them."""
+        if self._pin_pfns.size:
+            return self.put_page(np.full(n, pfn, dtype=np.uint64))
+        mm = self.memmap
+        k = mm.flat_of(pfn)
+        after = mm.refcount1d.item(k) - n
+        if after < 0:
+            raise VMBug(f"put_page on page {pfn:#x}: refcount would go below zero (double free)")
+        if after == 0 and mm.mapcount1d.item(k) > 0:
+            raise VMBug(f"bad_page: freeing page {pfn:#x} that is still mapped")
+        mm.refcount1d[k] = after
+        if self.tracer is not None:
+            self._trace("put_page", "mm/swap.c:put_page", np.full(n, pfn, dtype=np.uint64))
+        if after:
+            return np.zeros(0, dtype=np.uint64)
+        mm.flags1d[k] = 0
+        mm.mapping1d[k] = 0
+        gone = np.array([pfn], dtype=np.uint64)
+        self.frames.free(gone)
+        return gone
 
     def _put(
         self,
@@ -213,6 +261,15 @@ class PageAllocator:
     def free_pages(self, pfns: int | NDArray[np.uint64]) -> None:
         """``__free_pages``: the caller's reference must be the last one."""
         arr = _arr(pfns)
+        if arr.size == 1 and not self._pin_pfns.size:  # one page (a page table): plain ints
+            pfn = int(arr[0])
+            count = self.memmap.refcount1d.item(self.memmap.flat_of(pfn))
+            if count == 0:
+                raise VMBug(f"free_pages: page {pfn:#x} is already free (double free)")
+            if count > 1:
+                raise VMBug(f"free_pages: page {pfn:#x} still has {count - 1} other reference(s)")
+            self.put_page_n(pfn, 1)
+            return
         if not _ascending(arr) and np.unique(arr).size != arr.size:
             raise VMBug("free_pages: the same page appears twice (double free)")
         counts = self.page_count(arr)
@@ -311,6 +368,7 @@ class PageAllocator:
         Pages still pinned count under "pinned" as well, and the report names them by pfn.
         """
         used = np.flatnonzero(~self.free_mask()).astype(np.uint64) + np.uint64(self.frames.start_pfn)
+        used = used[~self.frames.is_reserved(used)]  # boot reservations are never handed out
         out = LeakReport()
         if self._pin_pfns.size:
             out.pinned = self.pinned()

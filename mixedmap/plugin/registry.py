@@ -8,7 +8,7 @@ those per batch. One dispatch per batch keeps pluggy's cost invisible.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -27,7 +27,11 @@ from mixedmap.plugin.manager import (
     load_arch_plugins,
     new_plugin_manager,
 )
+from mixedmap.plugin.sparsemem import DefaultPfnValid
 from mixedmap.profiles import get_profile
+
+#: A resolved ``mixedmap_pfn_valid``: (memmap, pfns) -> bool array, or None (every impl declined).
+PfnValidFn = Callable[[MemMap, NDArray[np.uint64]], Any]
 
 
 def _checked(arr: Any, n: int, dtype: type, hook: str, where: str) -> Any:
@@ -39,6 +43,43 @@ def _checked(arr: Any, n: int, dtype: type, hook: str, where: str) -> Any:
     return arr
 
 
+def resolve_pfn_valid(caller: pluggy.HookCaller) -> tuple[PfnValidFn, bool]:
+    """The arch's ``pfn_valid`` as one plain callable, resolved once when the arch is bound.
+
+    ``pfn_valid`` is asked per fault (``vmf_insert_page_mkwrite``, ``insert_page``,
+    ``vm_normal_page`` scheme B); a pluggy dispatch costs more than the SPARSEMEM test itself.
+    So the implementations are read once, in the order pluggy would call them
+    (``firstresult``: the first non-None answer wins), and called directly. Returns
+    (function, core): ``core`` when the first implementation is the core's own
+    :class:`~mixedmap.plugin.sparsemem.DefaultPfnValid` (every arch that keeps the generic
+    SPARSEMEM ``pfn_valid`` of ``include/linux/mmzone.h``), so the caller may use
+    :meth:`MemMap.pfn_valid` and its scalar form :meth:`MemMap.pfn_valid_one` without a
+    result check. A hook wrapper (tracing, a test's spy) must see every call: then the pluggy
+    caller itself is kept.
+    """
+    impls = caller.get_hookimpls()
+    if any(i.hookwrapper or i.wrapper for i in impls):
+
+        def via_pluggy(memmap: MemMap, pfns: NDArray[np.uint64]) -> Any:
+            return caller(memmap=memmap, pfns=pfns)
+
+        return via_pluggy, False
+    order = list(reversed(impls))  # pluggy's _multicall runs the list back to front
+    if order and isinstance(order[0].plugin, DefaultPfnValid):
+        return MemMap.pfn_valid, True
+    funcs = tuple((i.function, tuple(i.argnames)) for i in order)
+
+    def first_result(memmap: MemMap, pfns: NDArray[np.uint64]) -> Any:
+        kwargs = {"memmap": memmap, "pfns": pfns}
+        for func, names in funcs:
+            res = func(*[kwargs[n] for n in names])
+            if res is not None:
+                return res
+        return None
+
+    return first_result, False
+
+
 @attrs.define(eq=False)
 class ArchBinding:
     """One arch: its spec, where it came from, and its resolved primitive callers."""
@@ -47,6 +88,13 @@ class ArchBinding:
     report: PluginLoadReport
     _callers: dict[str, pluggy.HookCaller]
     xip_drivers: tuple[Any, ...] = ()
+    #: ``mixedmap_pfn_valid`` resolved at bind time (see :func:`resolve_pfn_valid`).
+    _pfn_valid_fn: PfnValidFn = attrs.field(init=False, repr=False)
+    #: Whether that is the core's SPARSEMEM ``pfn_valid`` (then the scalar form needs no array).
+    pfn_valid_is_core: bool = attrs.field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._pfn_valid_fn, self.pfn_valid_is_core = resolve_pfn_valid(self._callers["mixedmap_pfn_valid"])
 
     @property
     def name(self) -> str:
@@ -72,8 +120,24 @@ class ArchBinding:
         return _checked(res, ptes.shape[0], np.uint64, "mixedmap_pte_mkspecial", self.report.where)  # type: ignore[no-any-return]
 
     def pfn_valid(self, memmap: MemMap, pfns: NDArray[np.uint64]) -> NDArray[np.bool_]:
-        res = self._callers["mixedmap_pfn_valid"](memmap=memmap, pfns=pfns)
+        """``pfn_valid`` over a batch through the implementation resolved at bind time."""
+        if self.pfn_valid_is_core:
+            return memmap.pfn_valid(pfns)
+        res = self._pfn_valid_fn(memmap, pfns)
         return _checked(res, pfns.shape[0], np.bool_, "mixedmap_pfn_valid", self.report.where)  # type: ignore[no-any-return]
+
+    def pfn_valid_scalar(self, memmap: MemMap) -> Callable[[int], bool]:
+        """``pfn_valid`` of one pfn as a plain-int callable for the scalar fault paths: the
+        core's :meth:`MemMap.pfn_valid_one` itself, or the arch's implementation on a
+        one-element array (its answer checked as for a batch)."""
+        if self.pfn_valid_is_core:
+            return memmap.pfn_valid_one
+        batch = self.pfn_valid
+
+        def one(pfn: int) -> bool:
+            return bool(batch(memmap, np.array([pfn], dtype=np.uint64))[0])
+
+        return one
 
     @property
     def implemented(self) -> tuple[str, ...]:

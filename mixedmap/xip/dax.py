@@ -55,6 +55,7 @@ from mixedmap.errors import (
     ENOMEM,
     EOPNOTSUPP,
     EROFS,
+    AddressError,
     KernelErrno,
     OutOfMemory,
     UnsupportedOperation,
@@ -77,7 +78,8 @@ from mixedmap.mm.vma import (
     VMFault,
     is_cow_mapping,
 )
-from mixedmap.mm.zero import is_zero_pfn, zero_pfn
+from mixedmap.mm.zero import zero_pfn
+from mixedmap.phys.memmap import PG
 from mixedmap.rules import DAX, DAX_NO_MIXEDMAP, DAX_REFCOUNTED_FOLIOS, require
 from mixedmap.rules import MAP_SYNC as MAP_SYNC_RULE
 
@@ -85,6 +87,8 @@ if TYPE_CHECKING:
     from mixedmap.machine import Machine
     from mixedmap.mm.mm import MM
     from mixedmap.xip.fs import Inode, XipFile
+
+_PG_ANON = int(PG.anon)
 
 #: ``MAP_TYPE`` (include/uapi/linux/mman.h): the mapping type bits of the flag word.
 MAP_TYPE = 0x0F
@@ -103,7 +107,10 @@ class DaxVmOps:
     fsdax = True
 
     def fault(self, vma: VMA, vmf: VMFault) -> FaultResult:
-        return ext4_dax_fault(vma, vmf)
+        # ext4_dax_fault, dispatched here: one call less on every fault
+        if vmf.write and not vma.flags & VM.SHARED:
+            return do_cow_fault(vma, vmf)
+        return dax_iomap_pte_fault(vma, vmf)
 
     def page_mkwrite(self, vma: VMA, vmf: VMFault) -> FaultResult:
         """``do_page_mkwrite`` on a shared VMA's read-only DAX page."""
@@ -259,7 +266,7 @@ def dax_iomap_pte_fault(vma: VMA, vmf: VMFault) -> FaultResult:
     allocated (IOMAP_F_DIRTY) returns VM_FAULT_NEEDDSYNC; ``dax_finish_sync_fault`` then fsyncs
     and ``dax_insert_pfn_mkwrite`` makes the same insert (the model has nothing to fsync).
     """
-    mapping = _mapping_of(vma)
+    mapping: Inode = vma.file.inode
     fs = mapping.fs
     if vmf.pgoff >= mapping.npages:
         return FaultResult.SIGBUS
@@ -315,7 +322,8 @@ def do_cow_fault(vma: VMA, vmf: VMFault) -> FaultResult:
     """
     mm = vma.mm
     machine = mm.machine
-    vma.anon_vma = True
+    if not vma.anon_vma:  # anon_vma_prepare: once; an attrs setattr costs microseconds
+        vma.anon_vma = True
     try:
         (cow,) = machine.pages.alloc_pages(1).tolist()
     except OutOfMemory:
@@ -380,23 +388,34 @@ def vmf_insert_page_mkwrite(vma: VMA, addr: int, pfn: int, write: bool) -> Fault
     mm = vma.mm
     machine = mm.machine
     ops = mm.ops
-    if not vma.contains(addr) or addr % mm.page_size:
+    if not vma.start <= addr < vma.end or addr % mm.page_size:
         return FaultResult.SIGBUS
-    if not machine.pfn_valid(pfn)[0] or int(machine.pages.page_count(pfn)[0]) <= 0:
-        return FaultResult.SIGBUS  # -EINVAL: no struct page, or folio_ref_count() == 0
-    zero = bool(is_zero_pfn(machine, pfn)[0])
+    # One fault, one page: plain ints and one struct-page lookup, no one-element arrays.
+    memmap = machine.memmap
+    if pfn >= 0 and mm.pfn_valid_is_core:  # SPARSEMEM pfn_valid is flat_of's own test
+        try:
+            k = memmap.flat_of(pfn)
+        except AddressError:
+            return FaultResult.SIGBUS  # -EINVAL: no struct page
+    else:
+        if not (mm.pfn_valid_one(pfn) if pfn >= 0 else machine.pfn_valid(pfn)[0]):
+            return FaultResult.SIGBUS  # -EINVAL: no struct page
+        k = memmap.flat_of(pfn)
+    if memmap.refcount1d.item(k) <= 0:
+        return FaultResult.SIGBUS  # -EINVAL: folio_ref_count() == 0
+    pages = machine.pages
+    zero = pfn == pages.zero_pfn  # is_zero_pfn (mixedmap.mm.zero keeps it there)
     if zero:
         if not _zeropage_allowed(vma):
             return FaultResult.SIGBUS
-    elif rmap.is_anon(machine.memmap, pfn)[0]:
+    elif memmap.flags1d.item(k) & _PG_ANON:
         return FaultResult.SIGBUS
     try:
-        slot = mm.pt.pte_slot(addr, allocate=True)
+        slot = mm.fault_pte_slot(addr)
     except OutOfMemory:
         return FaultResult.OOM
-    assert slot is not None
-    old = mm.pt.read_pte(slot)
-    if not ops.pte_none(old):
+    old = mm.mem.read_u64(slot, mm.byteorder)
+    if not (old == mm.empty_pte and mm.empty_is_none) and not ops.pte_none(old):
         if not write:
             return FaultResult.NOPAGE  # -EBUSY: someone mapped it first
         if int(ops.pte_pfn(old)) != pfn:
@@ -409,12 +428,17 @@ def vmf_insert_page_mkwrite(vma: VMA, addr: int, pfn: int, write: bool) -> Fault
     if zero:
         entry = mm.mkspecial_one(int(ops.pfn_pte(pfn, vma.page_prot)))
     else:
-        machine.pages.get_page(pfn)
+        if pages.tracer is None:  # folio_get; its refcount was found above zero
+            refcount = memmap.refcount1d  # read after the table walk: it may have grown them
+            refcount[k] = refcount.item(k) + 1
+        else:
+            pages.get_page(pfn)  # traced
         entry = int(ops.pfn_pte(pfn, vma.page_prot))
         if write:
             entry = _maybe_mkwrite(vma, int(ops.pte_mkdirty(ops.pte_mkyoung(entry))))
         mm.rss_file += 1
-        rmap.page_add_file_rmap(machine.memmap, pfn)
+        mapcount = memmap.mapcount1d
+        mapcount[k] = mapcount.item(k) + 1  # page_add_file_rmap (folio_add_file_rmap_pte)
     mm.pt.write_pte(slot, entry)
     mm.trace("insert_page", "mm/memory.c:insert_page", vma, addr, pfn, old)
     return FaultResult.NOPAGE

@@ -42,6 +42,9 @@ class XipDevice(abc.ABC):
         self.name = name
         self.size = size
         self.read_only = read_only
+        # The machine's page geometry, read once: direct_access runs once per fault.
+        self._page_size = machine.page_size
+        self._page_shift = machine.mode.fmt.page_shift
 
     # -- the contract ---------------------------------------------------------------------
     @property
@@ -50,11 +53,11 @@ class XipDevice(abc.ABC):
 
     def check_sector(self, sector: int) -> int:
         """Page offset of a sector, or the kernel's errno for a bad one."""
-        per_page = self.machine.page_size // SECTOR_SIZE
+        per_page = self._page_size // SECTOR_SIZE
         if sector < 0 or sector % per_page:
             raise EINVAL(f"{self.name}: sector {sector} is not page aligned ({per_page} sectors per page)")
         pgoff = sector // per_page
-        if pgoff * self.machine.page_size >= self.size:
+        if pgoff * self._page_size >= self.size:
             raise ERANGE(f"{self.name}: sector {sector} is beyond the device ({self.nr_sectors} sectors)")
         return pgoff
 
@@ -266,8 +269,8 @@ class RangeDevice(XipDevice):
 
     def direct_access(self, sector: int) -> tuple[int, int]:
         pgoff = self.check_sector(sector)
-        offset = pgoff * self.machine.page_size
-        return self.kaddr_base + offset, (self.start + offset) >> self.machine.mode.fmt.page_shift
+        offset = pgoff * self._page_size
+        return self.kaddr_base + offset, (self.start + offset) >> self._page_shift
 
 
 #: Pages backed and zeroed per :meth:`XipDevice.fill` call in :meth:`XipDevice.clear_pages`:
