@@ -40,6 +40,17 @@ def decode_bits(value: int, fields: Sequence[BitField]) -> tuple[str, ...]:
     return tuple(f.name for f in fields if f.kind != "field" and value & f.mask == f.mask)
 
 
+def table_fields(fields: Sequence[BitField]) -> tuple[BitField, ...]:
+    """The fields that mean something in an entry pointing to a table: a one-bit flag that
+    lies inside the next-table address (x86's PAT bit 12 of a large leaf, in a PMD that
+    points to a table at 0x3000) is an address bit there, not a flag."""
+    addr = 0
+    for f in fields:
+        if f.kind == "field":
+            addr |= f.mask
+    return tuple(f for f in fields if f.kind == "field" or not f.mask & addr)
+
+
 @attrs.frozen(kw_only=True)
 class Leaf:
     """The leaf entry that maps a virtual address."""
@@ -621,7 +632,7 @@ class PageTable:
                 fields = self.fmt.pte_bits
             else:
                 kind = _KIND_NAMES.get(int(self._ops.entry_kind(i, ent)), "bad")
-                fields = lv.bits
+                fields = table_fields(lv.bits) if kind == "table" else lv.bits
             steps.append(
                 WalkStep(
                     level=lv.name, hw_name=lv.hw_name, table_pa=table, index=idx, entry_pa=epa,

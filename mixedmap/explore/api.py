@@ -28,7 +28,7 @@ from mixedmap.errors import MixedmapError
 from mixedmap.machine import Machine
 from mixedmap.mm import memory
 from mixedmap.mm.mm import MM
-from mixedmap.pgtable import PageTable, decode_bits
+from mixedmap.pgtable import PageTable, decode_bits, table_fields
 from mixedmap.plugin.registry import ArchRegistry, BoundMode
 from mixedmap.profiles import PROFILES
 from mixedmap.scenario import schema as S
@@ -107,17 +107,6 @@ def bind(registry: ArchRegistry, arch: str, kernel: str | None, mode: str | None
 def fields_of(fmt: PageTableFormat, level: str) -> tuple[BitField, ...]:
     """The bit fields of a ``level`` entry (the PTE's for the last level)."""
     return fmt.pte_bits if level == fmt.levels[-1].name else fmt.level(level).bits
-
-
-def table_fields(fields: tuple[BitField, ...]) -> tuple[BitField, ...]:
-    """The fields that mean something in an entry pointing to a table: a one-bit flag that
-    lies inside the next-table address (x86's PAT bit 12 of a large leaf, under a PMD that
-    points to a table at 0x3000) is an address bit there, not a flag."""
-    addr = 0
-    for f in fields:
-        if f.kind == "field":
-            addr |= f.mask
-    return tuple(f for f in fields if f.kind == "field" or not f.mask & addr)
 
 
 def entry_record(fmt: PageTableFormat, level: str, value: int, kind: str | None = None) -> dict[str, Any]:
@@ -202,14 +191,11 @@ def walk(pt: PageTable, mem_read: Callable[[int, int], bytes], va: int) -> dict[
             "va_bits": f"{lv.shift + lv.index_bits - 1}:{lv.shift}",
             "entry_pa": f"{s.entry_pa:#x}",
             "kind": s.kind,
+            "flags": list(s.flags),
             "bytes": raw.hex(" "),
             "next_table_pa": steps[n + 1].table_pa if n + 1 < len(steps) else None,
             **entry_record(fmt, s.level, s.value, s.kind),
         }
-        shown = {f["name"] for f in rec["fields"]}
-        rec["flags"] = [
-            f for f in s.flags if f in shown or f not in {b.name for b in fields_of(fmt, s.level)}
-        ]
         if rec["next_table_pa"] is not None:
             rec["next_table_pa"] = f"{rec['next_table_pa']:#x}"
         if n == len(fmt.levels) - 1:
