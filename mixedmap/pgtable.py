@@ -40,6 +40,24 @@ def decode_bits(value: int, fields: Sequence[BitField]) -> tuple[str, ...]:
     return tuple(f.name for f in fields if f.kind != "field" and value & f.mask == f.mask)
 
 
+def pte_helpers(mode: BoundMode, value: int) -> dict[str, Any]:
+    """The arch's own helpers' verdicts on one PTE value (``pte_none``, ``pte_present``,
+    ``pte_pfn``, ``pte_write``, ``pte_dirty``, ``pte_young``, ``pte_special``; None for the
+    last where the arch has no special bit): what ``mixedmap pte decode`` and the explorer show."""
+    ops = mode.mode.ops
+    return {
+        "pte_none": bool(ops.pte_none(value)),
+        "pte_present": bool(ops.pte_present(value)),
+        "pte_pfn": hex(int(ops.pte_pfn(value))),
+        "pte_write": bool(ops.pte_write(value)),
+        "pte_dirty": bool(ops.pte_dirty(value)),
+        "pte_young": bool(ops.pte_young(value)),
+        "pte_special": bool(mode.pte_special(np.array([value], dtype=np.uint64))[0])
+        if mode.has_special
+        else None,
+    }
+
+
 def table_fields(fields: Sequence[BitField]) -> tuple[BitField, ...]:
     """The fields that mean something in an entry pointing to a table: a one-bit flag that
     lies inside the next-table address (x86's PAT bit 12 of a large leaf, in a PMD that

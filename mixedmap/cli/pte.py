@@ -18,7 +18,7 @@ from mixedmap.cli.common import (
     out_console,
     parse_int,
 )
-from mixedmap.pgtable import decode_bits
+from mixedmap.pgtable import decode_bits, pte_helpers
 from mixedmap.plugin.registry import BoundMode
 
 
@@ -40,7 +40,7 @@ def bits_of(f: BitField) -> str:
 
 
 def _decode(bm: BoundMode, value: int, level: str | None) -> dict[str, Any]:
-    fmt, ops = bm.fmt, bm.mode.ops
+    fmt = bm.fmt
     fields = fields_for(fmt, level)
     rec: dict[str, Any] = {
         "arch": fmt.arch,
@@ -63,16 +63,7 @@ def _decode(bm: BoundMode, value: int, level: str | None) -> dict[str, Any]:
         "set": list(decode_bits(value, fields)),
     }
     if level is None or level == fmt.levels[-1].name:
-        arr = np.array([value], dtype=np.uint64)
-        rec["helpers"] = {
-            "pte_none": bool(ops.pte_none(value)),
-            "pte_present": bool(ops.pte_present(value)),
-            "pte_pfn": hex(int(ops.pte_pfn(value))),
-            "pte_write": bool(ops.pte_write(value)),
-            "pte_dirty": bool(ops.pte_dirty(value)),
-            "pte_young": bool(ops.pte_young(value)),
-            "pte_special": bool(bm.pte_special(arr)[0]) if bm.has_special else None,
-        }
+        rec["helpers"] = pte_helpers(bm, value)
     return rec
 
 

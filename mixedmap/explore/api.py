@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 
 from mixedmap._log import get_logger
 from mixedmap.arch import BitField, PageTableFormat
@@ -28,7 +27,7 @@ from mixedmap.errors import MixedmapError
 from mixedmap.machine import Machine
 from mixedmap.mm import memory
 from mixedmap.mm.mm import MM
-from mixedmap.pgtable import PageTable, decode_bits, table_fields
+from mixedmap.pgtable import PageTable, decode_bits, pte_helpers, table_fields
 from mixedmap.plugin.registry import ArchRegistry, BoundMode
 from mixedmap.profiles import PROFILES
 from mixedmap.scenario import schema as S
@@ -151,21 +150,6 @@ def layout(bm: BoundMode, level: str | None = None) -> dict[str, Any]:
         "byteorder": fmt.byteorder,
         "special_mask": None if fmt.special_mask is None else hex(fmt.special_mask),
         "fields": rec["fields"],
-    }
-
-
-def pte_helpers(bm: BoundMode, value: int) -> dict[str, Any]:
-    """The arch's own helpers' verdicts on a PTE value (as ``mixedmap pte decode`` prints)."""
-    ops = bm.mode.ops
-    arr = np.array([value], dtype=np.uint64)
-    return {
-        "pte_none": bool(ops.pte_none(value)),
-        "pte_present": bool(ops.pte_present(value)),
-        "pte_pfn": hex(int(ops.pte_pfn(value))),
-        "pte_write": bool(ops.pte_write(value)),
-        "pte_dirty": bool(ops.pte_dirty(value)),
-        "pte_young": bool(ops.pte_young(value)),
-        "pte_special": bool(bm.pte_special(arr)[0]) if bm.has_special else None,
     }
 
 
