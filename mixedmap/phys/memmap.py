@@ -49,7 +49,12 @@ class MemMap:
         self.nr_sections = 1 << (model.max_physmem_bits - model.section_size_bits)
         self._has_memmap = np.zeros(0, dtype=np.bool_)
         self._slot = np.zeros(0, dtype=np.intp)  # section -> row of the state arrays (0: none)
-        self._nrows = 1  # row 0 is never used: a zero slot means "no arrays yet"
+        self._empty_rows()
+
+    def _empty_rows(self) -> None:
+        """State arrays with no section's row yet (row 0 is never used: a zero slot means
+        "no arrays yet"); rows are added on first touch."""
+        self._nrows = 1
         rows = (2, self.pages_per_section)
         self.refcount = np.zeros(rows, dtype=np.int32)
         self.mapcount = np.zeros(rows, dtype=np.int32)
@@ -132,15 +137,8 @@ class MemMap:
         machine that is done with, so its memory returns before the garbage collector gets
         to the machine's reference cycles. The sections stay: :meth:`memmap_bytes`, the
         kernel's figure, is unchanged."""
-        rows = (2, self.pages_per_section)
         self._slot = np.zeros(self._slot.size, dtype=np.intp)
-        self._nrows = 1
-        self.refcount = np.zeros(rows, dtype=np.int32)
-        self.mapcount = np.zeros(rows, dtype=np.int32)
-        self.flags = np.zeros(rows, dtype=np.uint32)
-        self.mapping = np.zeros(rows, dtype=np.int64)
-        self.index = np.zeros(rows, dtype=np.uint64)
-        self._flat_views()
+        self._empty_rows()
 
     # -- pfn_valid ------------------------------------------------------------------------
     def pfn_valid(self, pfns: NDArray[np.uint64]) -> NDArray[np.bool_]:
